@@ -1,0 +1,38 @@
+"""Point operations: FPS, kNN, grouping and Chamfer distance.
+
+Pure torch by default (CPU and CUDA alike); compiled backends plug in through
+:func:`register_backend` and are selected with :func:`set_backend` or ``ACT_ZOO_OPS``.
+"""
+
+from . import _torch
+from ._backend import (
+    available_backends,
+    get_backend,
+    register_backend,
+    requested_backend,
+    set_backend,
+    use_backend,
+)
+from .chamfer import chamfer_distance, chamfer_l1, chamfer_l2
+from .grouping import Patches, group_points
+from .knn import knn
+from .sampling import furthest_point_sample, gather_points
+
+register_backend("torch", lambda: _torch.OPS, priority=-1)
+
+__all__ = [
+    "Patches",
+    "available_backends",
+    "chamfer_distance",
+    "chamfer_l1",
+    "chamfer_l2",
+    "furthest_point_sample",
+    "gather_points",
+    "get_backend",
+    "group_points",
+    "knn",
+    "register_backend",
+    "requested_backend",
+    "set_backend",
+    "use_backend",
+]

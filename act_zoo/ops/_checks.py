@@ -1,0 +1,31 @@
+"""Input checks shared by the point ops: every problem is a ``ValueError`` naming it."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_cloud_batch(x: torch.Tensor, name: str, *, allow_empty: bool = True) -> None:
+    """``x`` must be a floating ``[B, N, 3]`` tensor of finite values."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 3 or x.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape [B, N, 3], got {list(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if not allow_empty and x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {list(x.shape)})")
+    if x.numel() and x.device.type != "meta" and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf values")
+
+
+def check_same_batch(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"{names}: batch sizes differ ({a.shape[0]} vs {b.shape[0]})")
+    if a.device != b.device:
+        raise ValueError(f"{names}: tensors are on different devices ({a.device} vs {b.device})")
+
+
+def index_dtype(x: torch.Tensor) -> torch.dtype:
+    """Index computations run in float32, like the official CUDA kernels."""
+    return torch.float32
