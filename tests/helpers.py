@@ -55,3 +55,18 @@ TINY_FINETUNE = dict(
     NAME="PointTransformer", embed_dim=48, depth=2, drop_path_rate=0.0, cls_dim=5, num_heads=3,
     group_size=8, num_group=16, encoder_dims=48, transfer_type="full",
 )
+
+
+# The tiny stage-I / stage-II configs of the fixtures, in official key names.
+TINY_DVAE = dict(
+    NAME="ACTPromptedDiscreteVAEwithVIT", visual_embed_type="tinyvit_e32_d2_h2", visual_embed_dim=32,
+    visual_embed_pos="after_dgcnn1", freeze_visual_embed=True, num_prompt_token=4, use_deep_prompt=True,
+    num_group=16, group_size=8, num_tokens=64, encoder_dims=48, tokens_dims=40, decoder_dims=40, npoints=256,
+)
+TINY_DISTILL = dict(
+    NAME="ACT_PointDistillation", loss="cosine", npoints=256,
+    transformer_config=dict(mask_ratio=0.8, mask_type="rand", proj="linear", embed_dim=48, encoder_dims=48, depth=2,
+                            drop_path_rate=0.0, cls_dim=32, replace_pob=0.0, num_heads=3, decoder_depth=2,
+                            decoder_num_heads=3, return_all_tokens=False, cls_loss=False, register_shallow_hook=9),
+    dvae_config={k: v for k, v in TINY_DVAE.items() if k not in ("NAME", "npoints")} | {"ckpt": "missing/ckpt_dvae.pth"},
+)

@@ -233,16 +233,18 @@ def load_with_rules(
 class OfficialBuilder:
     build: Callable[[Mapping[str, Any]], nn.Module]
     load: Callable[[nn.Module, StateDict, LoadReport, bool], None]
+    fresh: Callable[[nn.Module, LoadReport], None] | None = None
 
 
 _BUILDERS: dict[str, OfficialBuilder] = {}
 
 
-def register_official(name: str, *, build: Callable, load: Callable) -> None:
-    """Register how an official ``NAME`` is built and loaded (used by each model family)."""
+def register_official(name: str, *, build: Callable, load: Callable, fresh: Callable | None = None) -> None:
+    """Register how an official ``NAME`` is built and loaded (used by each model family).
+    ``fresh(model, report)`` runs when no checkpoint is given (e.g. to load a teacher)."""
     if name in _BUILDERS:
         raise ValueError(f"official model {name!r} is already registered")
-    _BUILDERS[name] = OfficialBuilder(build, load)
+    _BUILDERS[name] = OfficialBuilder(build, load, fresh)
 
 
 def official_names() -> list[str]:
@@ -322,6 +324,8 @@ def from_official(
         report.source, report.layout = source, layout
         builder.load(model, sd, report, strict)
         logger.info("loaded %s from %s (%d keys)", name, source, len(report.loaded))
+    elif builder.fresh is not None:
+        builder.fresh(model, report)
     model.load_report = report  # type: ignore[attr-defined]
     model.eval()
     if device is not None or dtype is not None:
@@ -387,3 +391,7 @@ def _load_point_transformer(model: nn.Module, sd: StateDict, report: LoadReport,
 
 
 register_official("PointTransformer", build=_build_point_transformer, load=_load_point_transformer)
+
+
+# the other model families register their official names
+from . import _official_pretrain  # noqa: E402,F401

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import MiniPointNet, TransformerEncoder, set_fused_attention
+from ..layers import DGCNN, FoldingDecoder, MiniPointNet, TransformerEncoder, set_fused_attention
 
 
 def prepare_points(
@@ -71,9 +71,10 @@ except Exception:  # pragma: no cover - older torch or registered twice
 
 
 def set_fast_path(module: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch fused attention and the fast mini-PointNet on (default) or to the reference path."""
+    """Switch every fast path (fused attention, the fast mini-PointNet, DGCNN and decoder, the
+    in-place inference stack) on (default) or to the official reference computation."""
     set_fused_attention(module, enabled)
     for m in module.modules():
-        if isinstance(m, (MiniPointNet, TransformerEncoder)):
+        if isinstance(m, (MiniPointNet, TransformerEncoder, DGCNN, FoldingDecoder)):
             m.fast = bool(enabled)
     return module

@@ -173,3 +173,25 @@ def test_lazy_top_level_api():
     assert act_zoo.from_official is from_official
     with pytest.raises(AttributeError):
         act_zoo.not_a_thing  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "table,cfg_file",
+    [
+        ("pretrain_act_distill.json", "cfgs/pretrain/pretrain_act_distill.yaml"),
+        ("dvae_act_vit_base.json", "cfgs/autoencoder/act_dvae_with_pretrained_transformer.yaml"),
+    ],
+)
+def test_full_size_pretraining_key_tables(table, cfg_file):
+    keys = official_keys(table)
+    model = _meta_model(RAW[cfg_file])  # the whole yaml: npoints is read from its top level
+    _assert_keys_match(model, keys)
+    assert len(model.state_dict()) == keys["num_keys"]
+
+
+def test_full_size_stage2_checkpoint_loads_strictly_with_its_teacher():
+    pretrain = official_keys("pretrain_act_distill.json")
+    with torch.device("meta"):
+        ckpt = {"base_model": {"module." + e["key"]: torch.zeros(e["shape"]) for e in pretrain["keys"]}}
+        _, report = from_official(ckpt, RAW["cfgs/pretrain/pretrain_act_distill.yaml"], return_report=True)
+    assert report.ok and len(report.loaded) == 428
