@@ -4,27 +4,45 @@ The public API is re-exported lazily so ``import act_zoo`` stays fast and pulls 
 optional dependency::
 
     import act_zoo
+    act_zoo.list_models()
     model = act_zoo.create_model("act_base.modelnet40", pretrained=True)
-    feats = act_zoo.extract_features(model, clouds)
+    feats = act_zoo.extract_features(model, clouds)     # .global_feature .tokens .centers
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._version import __version__
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    # models
-    "PointTransformerConfig": "act_zoo.models.point_transformer",
-    "ACTEncoder": "act_zoo.models.point_transformer",
-    "ACTClassifier": "act_zoo.models.point_transformer",
-    "PointFeatures": "act_zoo.models.point_transformer",
-    # conversion
+    # registry and weights
+    "list_models": "act_zoo.hub.registry",
+    "create_model": "act_zoo.hub.registry",
+    "from_pretrained": "act_zoo.hub.registry",
+    "model_info": "act_zoo.hub.registry",
+    "register_weights": "act_zoo.hub.registry",
+    "load_pretrained": "act_zoo.hub.io",
+    "save_pretrained": "act_zoo.hub.io",
     "from_official": "act_zoo.hub.convert",
     "LoadReport": "act_zoo.hub.convert",
+    "CheckpointMismatchError": "act_zoo.hub.convert",
+    # features
+    "extract_features": "act_zoo.extract",
+    "PointFeatures": "act_zoo.models.common",
+    # models and configs
+    "PointTransformerConfig": "act_zoo.models.point_transformer",
+    "ClassifierConfig": "act_zoo.models.point_transformer",
+    "ACTEncoder": "act_zoo.models.point_transformer",
+    "ACTClassifier": "act_zoo.models.point_transformer",
+    "DVAEConfig": "act_zoo.models.dvae",
+    "PromptedDiscreteVAE": "act_zoo.models.dvae",
+    "DistillConfig": "act_zoo.models.distill",
+    "ACTDistillation": "act_zoo.models.distill",
+    "PartSegConfig": "act_zoo.models.partseg",
+    "ACTPartSeg": "act_zoo.models.partseg",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -41,8 +59,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .hub.convert import LoadReport, from_official
-    from .models.point_transformer import ACTClassifier, ACTEncoder, PointFeatures, PointTransformerConfig

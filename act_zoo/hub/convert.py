@@ -393,5 +393,53 @@ def _load_point_transformer(model: nn.Module, sd: StateDict, report: LoadReport,
 register_official("PointTransformer", build=_build_point_transformer, load=_load_point_transformer)
 
 
+def infer_official_config(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Guess the official ``model:`` section of an (unwrapped, ``module.``-free) checkpoint.
+
+    Widths, depths, head type and codebook come from tensor shapes; what shapes cannot
+    tell is filled with the official values: 64-d attention heads, 32-point groups, and
+    128 groups / 2048 points for 15 classes (ScanObjectNN) else 64 groups / 1024 points.
+    Pass an explicit config when a checkpoint departs from these."""
+
+    def depth(prefix: str) -> int:
+        idx = {int(k[len(prefix):].split(".")[0]) for k in sd if k.startswith(prefix) and k[len(prefix):].split(".")[0].isdigit()}
+        return max(idx) + 1 if idx else 0
+
+    if "cls_token" in sd and any(k.startswith("cls_head_finetune.") for k in sd):
+        C = sd["cls_token"].shape[-1]
+        head = sorted(k for k in sd if k.startswith("cls_head_finetune.") and k.endswith(".weight"))
+        last = max(head, key=lambda k: int(k.split(".")[1]))
+        cls_dim = sd[last].shape[0]
+        transfer = "side" if "side_alpha" in sd else ("linear" if len(head) == 1 else "full")
+        groups = 128 if cls_dim == 15 else 64
+        return dict(NAME="PointTransformer", embed_dim=C, depth=depth("blocks.blocks."), num_heads=max(1, C // 64),
+                    group_size=32, num_group=groups, encoder_dims=sd["encoder.second_conv.3.weight"].shape[0],
+                    cls_dim=cls_dim, drop_path_rate=0.1, transfer_type=transfer, npoints=16 * groups)
+    if "codebook" in sd or any(k.startswith("dvae_tokenizer.") for k in sd):
+        t = "dvae_tokenizer." if "codebook" not in sd else ""
+        D = sd[t + "proj_pre.weight"].shape[0]
+        P = sd[t + "visual_prompt_token"].shape[1] if t + "visual_prompt_token" in sd else 0
+        teacher = {"embed_dim": D, "depth": depth(t + "visual_embed.0."), "num_heads": max(1, D // 64)}
+        known = {(768, 12): "vit_base_patch16_384", (384, 12): "vit_small_patch16_224", (192, 12): "vit_tiny_patch16_224"}
+        teacher_name = known.get((D, teacher["depth"]))
+        dvae = dict(visual_embed_type=teacher_name or f"tinyvit_e{D}_d{teacher['depth']}_h{teacher['num_heads']}",
+                    visual_embed_dim=D, freeze_visual_embed=True, num_prompt_token=P,
+                    use_deep_prompt=t + "deep_prompt_tokens" in sd, num_group=64, group_size=32,
+                    num_tokens=sd[t + "codebook"].shape[0], encoder_dims=sd[t + "encoder.second_conv.3.weight"].shape[0],
+                    tokens_dims=sd[t + "codebook"].shape[1], decoder_dims=sd[t + "dgcnn_2.layer5.0.weight"].shape[0])
+        dvae["group_size"] = 4 * sd[t + "decoder.mlp.4.weight"].shape[0] // 3
+        if not t:
+            return dict(NAME="ACTPromptedDiscreteVAEwithVIT", npoints=1024, **dvae)
+        C = sd["ACT_encoder.cls_token"].shape[-1]
+        tcfg = dict(mask_ratio=0.8, mask_type="rand", proj="linear" if "proj_head.weight" in sd else "none",
+                    embed_dim=C, depth=depth("ACT_encoder.blocks.blocks."), drop_path_rate=0.1,
+                    cls_dim=sd["ACT_encoder.cls_head.2.weight"].shape[0], num_heads=max(1, C // 64),
+                    decoder_depth=depth("ACT_decoder.blocks."), decoder_num_heads=max(1, C // 64),
+                    cls_loss="cls_pos" in sd, register_shallow_hook=9)
+        return dict(NAME="ACT_PointDistillation", loss="cosine", npoints=1024, transformer_config=tcfg, dvae_config=dvae)
+    raise ValueError("cannot recognise the checkpoint layout (neither a fine-tuning, stage-I nor stage-II ACT "
+                     "checkpoint); pass its official config explicitly")
+
+
 # the other model families register their official names
-from . import _official_pretrain  # noqa: E402,F401
+from . import _official_partseg, _official_pretrain  # noqa: E402,F401

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,15 +46,38 @@ class TransformerEncoder(nn.Module):
 
         self.fast = True
 
+    def _inference_ok(self, x: torch.Tensor) -> bool:
+        return (self.fast and not self.training and not torch.is_grad_enabled()
+                and not torch.is_autocast_enabled(x.device.type))
+
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        if self.fast and not self.training and not torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
-            return self.forward_inference(x, pos)
-        for block in self.blocks:
-            x = block(x + pos)  # B N C
+        for _, x in self.iter_blocks(x, pos):
+            pass
         return x
+
+    def iter_blocks(self, x: torch.Tensor, pos: torch.Tensor, *, depth: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+        """Run the first ``depth`` blocks (all by default), each on ``x + pos``, yielding
+        ``(index, output [B, N, C])`` after every block.
+
+        On the eval/no-grad fast path the yielded tensor is the in-place residual stream:
+        use it (or copy it) before advancing the iterator."""
+        blocks = self.blocks if depth is None else self.blocks[:depth]
+        if self._inference_ok(x):
+            yield from self._iter_inference(blocks, x, pos)
+            return
+        for i, block in enumerate(blocks):
+            x = block(x + pos)  # B N C
+            yield i, x
 
     @torch.no_grad()
     def forward_inference(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        for _, x in self._iter_inference(self.blocks, x, pos):
+            pass
+        return x
+
+    @staticmethod
+    @torch.no_grad()
+    def _iter_inference(blocks: nn.ModuleList, x: torch.Tensor, pos: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         """Eval/no-grad path: the same blocks on one residual stream updated in place.
 
         The residual adds are fused into the output GEMMs (``x.addmm_``), GELU runs in place
@@ -63,8 +88,8 @@ class TransformerEncoder(nn.Module):
         stream = x.reshape(T, C).clone()  # T C, the residual stream (owned)
         pos = pos.reshape(T, C)  # T C
         qkv = stream.new_empty(T, 3 * C)  # T 3C
-        hidden = stream.new_empty(T, self.blocks[0].mlp.fc1.out_features) if len(self.blocks) else None
-        for blk in self.blocks:
+        hidden = stream.new_empty(T, blocks[0].mlp.fc1.out_features) if len(blocks) else None
+        for i, blk in enumerate(blocks):
             attn: Attention = blk.attn
             stream.add_(pos)
             h = F.layer_norm(stream, (C,), blk.norm1.weight, blk.norm1.bias, blk.norm1.eps)  # T C
@@ -76,7 +101,7 @@ class TransformerEncoder(nn.Module):
             _linear_into(h, blk.mlp.fc1, hidden)
             torch.ops.aten.gelu_(hidden)
             _residual_linear_(stream, hidden, blk.mlp.fc2)
-        return stream.view(B, N, C)
+            yield i, stream.view(B, N, C)
 
 
 def _linear_into(x: torch.Tensor, layer: nn.Linear, out: torch.Tensor) -> None:

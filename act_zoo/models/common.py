@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..layers import DGCNN, FoldingDecoder, MiniPointNet, TransformerEncoder, set_fused_attention
+from ..layers import set_fused_attention
 
 
 def prepare_points(
@@ -71,10 +75,66 @@ except Exception:  # pragma: no cover - older torch or registered twice
 
 
 def set_fast_path(module: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch every fast path (fused attention, the fast mini-PointNet, DGCNN and decoder, the
-    in-place inference stack) on (default) or to the official reference computation."""
+    """Switch every fast path (fused attention, and every layer with a ``fast`` switch: the
+    mini-PointNet, DGCNN, decoder, the in-place inference stack) on (default) or to the
+    official reference computation."""
     set_fused_attention(module, enabled)
     for m in module.modules():
-        if isinstance(m, (MiniPointNet, TransformerEncoder, DGCNN, FoldingDecoder)):
+        if isinstance(m.__dict__.get("fast"), bool):  # instance switches (not derived properties)
             m.fast = bool(enabled)
     return module
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-friendly dict of a (possibly nested) config dataclass; ``init=False`` fields skipped."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if not f.init:
+            continue
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            value = config_to_dict(value)
+        elif hasattr(config, "teacher_value") and f.name == "teacher":
+            value = config.teacher_value()
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def config_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Inverse of :func:`config_to_dict`; unknown keys raise ``ValueError`` naming them."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        ftype = fields[name].type
+        default = fields[name].default
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            value = config_from_dict(type(default), value)
+        elif isinstance(value, list) and isinstance(default, tuple):
+            value = tuple(value)
+        del ftype
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+class PretrainedMixin:
+    """``save_pretrained`` / ``push_to_hub`` on every act_zoo model.
+
+    The work is done by :mod:`act_zoo.hub.io`, imported only when called, so the model
+    modules themselves import nothing from ``hub`` (a network knows no files)."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Any:
+        """Write ``config.json`` + ``model.safetensors`` + a ``README.md`` model card."""
+        from ..hub.io import save_pretrained
+
+        return save_pretrained(self, save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Upload :meth:`save_pretrained`'s files to a Hugging Face hub repository."""
+        from ..hub.io import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..layers import TransformerDecoder, drop_path_schedule
 from ..ops import Patches, group_points
-from .common import prepare_points, set_fast_path
+from .common import PretrainedMixin, prepare_points, set_fast_path
 from .dvae import DVAEConfig, PromptedDiscreteVAE
 from .point_transformer import ACTEncoder, PointTransformerConfig
 
@@ -115,13 +115,9 @@ class ACTMaskedEncoder(ACTEncoder):
         x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)  # B 1+Gv C
         pos = torch.cat((self.cls_pos.expand(B, -1, -1), pos), dim=1)  # B 1+Gv C
         shallow = None
-        if shallow_block >= 0:
-            for i, blk in enumerate(self.blocks.blocks):
-                x = blk(x + pos)
-                if i == shallow_block:
-                    shallow = x[:, 1:]
-        else:
-            x = self.blocks(x, pos)
+        for i, x in self.blocks.iter_blocks(x, pos):
+            if i == shallow_block:
+                shallow = x[:, 1:].clone()  # B Gv C (the inference path updates x in place)
         x = self.norm(x)  # B 1+Gv C
         return x[:, 1:], x[:, 0], shallow
 
@@ -167,7 +163,7 @@ def block_mask(center: torch.Tensor, ratio: float, *, rng: random.Random | None 
     return torch.stack(masks)
 
 
-class ACTDistillation(nn.Module):
+class ACTDistillation(PretrainedMixin, nn.Module):
     """The ACT stage-II model (official ``ACT_PointDistillation``)."""
 
     def __init__(self, config: DistillConfig | None = None, *, teacher: PromptedDiscreteVAE | None = None) -> None:
