@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..layers import set_fused_attention
+from ..ops import tracing
 
 
 def prepare_points(
@@ -41,7 +42,7 @@ def prepare_points(
             f"clouds have {N} points, fewer than the model needs "
             f"(num_group={num_group}, group_size={group_size})"
         )
-    if points.device.type != "meta" and not bool(torch.isfinite(points).all()):
+    if points.device.type != "meta" and not tracing() and not bool(torch.isfinite(points).all()):
         raise ValueError("points contains NaN or inf values")
     if dtype is not None and points.dtype != dtype:
         points = points.to(dtype)

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..layers import DGCNN, FoldingDecoder, MiniPointNet, TeacherSpec, build_teacher, resolve_teacher, run_block
 from ..ops import Patches, chamfer_l1, chamfer_l2, group_points
-from .common import prepare_points, set_fast_path
+from .common import PretrainedMixin, prepare_points, set_fast_path
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def gumbel_softmax(
     return y_hard - y_soft.detach() + y_soft
 
 
-class PromptedDiscreteVAE(nn.Module):
+class PromptedDiscreteVAE(PretrainedMixin, nn.Module):
     """The ACT stage-I autoencoder (official ``ACTPromptedDiscreteVAEwithVIT``)."""
 
     def __init__(self, config: DVAEConfig | None = None, *, pretrained_teacher: bool = False) -> None:

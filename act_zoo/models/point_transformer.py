@@ -15,7 +15,7 @@ from torch import nn
 
 from ..layers import MiniPointNet, TransformerEncoder, drop_path_schedule, trunc_normal_init
 from ..ops import Patches, group_points
-from .common import PointFeatures, prepare_points, set_fast_path
+from .common import PretrainedMixin, PointFeatures, prepare_points, set_fast_path
 
 TRANSFER_TYPES = ("full", "linear", "mlp-3", "bit-fit", "side")
 
@@ -68,7 +68,7 @@ MODELNET40 = ClassifierConfig(num_group=64, npoints=1024, cls_dim=40)
 SCANOBJECTNN = ClassifierConfig(num_group=128, npoints=2048, cls_dim=15)
 
 
-class ACTEncoder(nn.Module):
+class ACTEncoder(PretrainedMixin, nn.Module):
     """The ACT 3D Transformer backbone (no head)."""
 
     def __init__(self, config: PointTransformerConfig | None = None) -> None:

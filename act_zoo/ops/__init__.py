@@ -13,6 +13,7 @@ from ._backend import (
     set_backend,
     use_backend,
 )
+from ._checks import tracing
 from .chamfer import chamfer_distance, chamfer_l1, chamfer_l2
 from .grouping import Patches, group_points
 from .knn import knn
@@ -34,5 +35,6 @@ __all__ = [
     "register_backend",
     "requested_backend",
     "set_backend",
+    "tracing",
     "use_backend",
 ]

@@ -5,6 +5,13 @@ from __future__ import annotations
 import torch
 
 
+def tracing() -> bool:
+    """True while torch.export / torch.compile / ONNX export trace the code: value-dependent
+    checks and branches must be skipped then (shapes are still checked)."""
+    return bool(torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export())
+
+
 def check_cloud_batch(x: torch.Tensor, name: str, *, allow_empty: bool = True) -> None:
     """``x`` must be a floating ``[B, N, 3]`` tensor of finite values."""
     if not isinstance(x, torch.Tensor):
@@ -15,7 +22,7 @@ def check_cloud_batch(x: torch.Tensor, name: str, *, allow_empty: bool = True) -
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if not allow_empty and x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {list(x.shape)})")
-    if x.numel() and x.device.type != "meta" and not bool(torch.isfinite(x).all()):
+    if x.numel() and x.device.type != "meta" and not tracing() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf values")
 
 

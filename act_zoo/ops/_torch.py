@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ._checks import tracing
+
 # Budget for one chunk of a [B, M, N] distance matrix (bytes); keeps 1M-point clouds in a few GB.
 _CHUNK_BYTES = 256 * 1024 * 1024
 _FPS_SKIP_MAG2 = 1e-3  # pointnet2_ops skips points with |p|^2 <= 1e-3 (never updated/selected)
@@ -89,15 +91,21 @@ def knn(ref: torch.Tensor, query: torch.Tensor, k: int) -> tuple[torch.Tensor, t
     for s in range(0, M, step):
         e = min(M, s + step)
         d = _square_dist_chunk(q[:, s:e], r, d2[:, : e - s], tmp[:, : e - s])  # B m N
-        vals, ids = d.topk(k, dim=-1, largest=False, sorted=True)  # B m k
-        # topk's order among equal values is unspecified: repair rows whose k-th value is tied
-        kth = vals[..., -1:]  # B m 1
-        ties = (d <= kth).sum(-1) != k
-        ties |= (vals[..., 1:] == vals[..., :-1]).any(-1)
-        if bool(ties.any()):
-            rows = ties.nonzero(as_tuple=True)
-            ids[rows] = _exact_smallest(d[rows], k)
-            vals[rows] = d[rows].gather(-1, ids[rows])
+        if torch.onnx.is_in_onnx_export():  # ONNX TopK itself orders ties by the lower index
+            vals, ids = d.topk(k, dim=-1, largest=False, sorted=True)
+        elif tracing():  # no data-dependent branch: exact ordering for every row
+            ids = _exact_smallest(d, k)
+            vals = d.gather(-1, ids)
+        else:
+            vals, ids = d.topk(k, dim=-1, largest=False, sorted=True)  # B m k
+            # topk's order among equal values is unspecified: repair rows whose k-th value is tied
+            kth = vals[..., -1:]  # B m 1
+            ties = (d <= kth).sum(-1) != k
+            ties |= (vals[..., 1:] == vals[..., :-1]).any(-1)
+            if bool(ties.any()):
+                rows = ties.nonzero(as_tuple=True)
+                ids[rows] = _exact_smallest(d[rows], k)
+                vals[rows] = d[rows].gather(-1, ids[rows])
         idx[:, s:e] = ids
         dist[:, s:e] = vals.sqrt_()
     return dist, idx

@@ -1,0 +1,112 @@
+"""The act-zoo command line: every subcommand, --help, errors and exit codes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import act_zoo
+from act_zoo.cli import main
+from act_zoo.hub import registry
+from helpers import FIXTURES, TINY_FINETUNE
+
+PTH = FIXTURES / "tiny" / "tiny_ckpt_official_format.pth"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACT_ZOO_HOME", str(tmp_path / "home"))
+    registry.reset_registry()
+    yield
+    registry.reset_registry()
+
+
+def test_help_for_every_command():
+    for cmd in ([], ["list"], ["info"], ["download"], ["convert"], ["extract"]):
+        out = subprocess.run([sys.executable, "-m", "act_zoo.cli", *cmd, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: act-zoo" in out.stdout, cmd
+
+
+def test_list_and_info(capsys):
+    assert main(["list", "act_base.*", "--pretrained"]) == 0
+    out = capsys.readouterr().out
+    assert "act_base.modelnet40" in out and "overall_accuracy 93.7" in out
+    assert main(["list", "nothing*"]) == 1
+    assert main(["info", "act_base.scanobjectnn_hardest"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["metrics"]["overall_accuracy"] == 88.21 and info["sources"][0]["type"] == "gdrive"
+
+
+def test_unknown_model_is_one_clear_line_and_exit_1(capsys):
+    assert main(["info", "act_base.modelnet4"]) == 1
+    err = capsys.readouterr().err
+    assert "error: unknown model 'act_base.modelnet4'; did you mean 'act_base.modelnet40'" in err
+
+
+def test_bad_usage_exits_2():
+    with pytest.raises(SystemExit) as exc:
+        main(["extract", "act_base.modelnet40"])
+    assert exc.value.code == 2
+
+
+def test_download_offline_reports_what_is_missing(monkeypatch, capsys):
+    monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
+    assert main(["download", "act_base.modelnet40", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "act_base.modelnet40" in err and "offline" in err.lower()
+
+
+def test_convert_then_extract(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    import yaml
+
+    cfg.write_text(yaml.safe_dump({"model": TINY_FINETUNE, "npoints": 256}))
+    out = tmp_path / "converted"
+    assert main(["convert", str(PTH), "--config", str(cfg), "--out", str(out)]) == 0
+    assert "loaded: 64 keys" in capsys.readouterr().out
+    assert (out / "model.safetensors").is_file()
+
+    files = []
+    for i, ext in enumerate([".npy", ".xyz", ".ply"]):
+        pts = np.random.default_rng(i).normal(size=(400, 3)).astype(np.float32)
+        p = tmp_path / f"cloud{i}{ext}"
+        if ext == ".npy":
+            np.save(p, pts)
+        elif ext == ".xyz":
+            np.savetxt(p, pts)
+        else:
+            trimesh = pytest.importorskip("trimesh")
+            trimesh.PointCloud(pts).export(p)
+        files.append(str(p))
+    npz = tmp_path / "feats.npz"
+    assert main(["extract", str(out), *files, "--out", str(npz), "-q", "--batch-size", "2"]) == 0
+    data = np.load(npz)
+    assert data["global_feature"].shape == (3, 96) and data["tokens"].shape == (3, 16, 48)
+    assert list(data["files"]) == files
+    model = act_zoo.from_pretrained(out)
+    ref = act_zoo.extract_features(model, files[0])
+    np.testing.assert_allclose(data["global_feature"][0], ref.global_feature.numpy(), atol=1e-5)
+
+
+def test_extract_errors(tmp_path, capsys):
+    assert main(["extract", "act_base.modelnet40", str(tmp_path / "nope.ply"), "--out", str(tmp_path / "f.npz")]) == 1
+    assert "file(s) not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.ply"
+    bad.write_bytes(b"ply\ngarbage")
+    model = act_zoo.from_official(PTH, TINY_FINETUNE)
+    model.save_pretrained(tmp_path / "m")
+    assert main(["extract", str(tmp_path / "m"), str(bad), "--out", str(tmp_path / "f.npz"), "-q"]) == 1
+    assert "bad.ply" in capsys.readouterr().err
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_console_script_is_declared():
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert meta["project"]["scripts"]["act-zoo"] == "act_zoo.cli:main"
+    torch.manual_seed(0)
