@@ -1,0 +1,71 @@
+"""Data: official dataset readers, custom folders and lists, procedural shapes, transforms.
+
+Official readers (same item order, labels, normalisation and sampling as the official
+ACT / Point-BERT / Point-MAE code; see each module for what was confirmed and what differs):
+
+* :class:`ShapeNet55` - unlabelled pretraining clouds (``.npy`` + ``train.txt``/``test.txt``)
+* :class:`ModelNet40` - ``modelnet40_normal_resampled`` (``.txt``, ``.dat`` pickles with
+  ``allow_pickle=True``, or the ``.npz`` written by :func:`convert_modelnet_pickle`)
+* :class:`ModelNet40FewShot` - the official ``{way}way_{shot}shot/{fold}.pkl`` splits
+* :class:`ScanObjectNN` - ``OBJ_BG``, ``OBJ_ONLY``, ``PB_T50_RS`` h5 files
+* :class:`ShapeNetPart` - 16 categories, 50 parts
+
+Your own data: :func:`read_points` (one reader for .ply .pcd .npy .npz .txt .xyz .csv .off
+.obj .stl), :class:`PointCloudFolder`, :class:`PointCloudList`, :func:`make_few_shot_splits`.
+
+Offline data: :class:`SyntheticShapes`. Augmentations: :mod:`act_zoo.data.transforms`.
+
+Every bad file or layout raises :class:`DatasetError` (a ``ValueError``) naming the file.
+h5py, trimesh and plyfile are optional (``pip install "act-zoo[io]"``) and imported only
+by the readers that need them.
+"""
+
+from .custom import PointCloudFolder, PointCloudList
+from .errors import DatasetError
+from .fewshot import FewShotSplit, make_few_shot_splits
+from .io import MESH_EXTENSIONS, POINT_CLOUD_EXTENSIONS, SUPPORTED_EXTENSIONS, read_points
+from .modelnet import ModelNet40, ModelNet40FewShot, convert_modelnet_pickle
+from .scanobjectnn import SCANOBJECTNN_CLASSES, ScanObjectNN
+from .shapenet import ShapeNet55
+from .shapenetpart import SHAPENETPART_SEG_CLASSES, ShapeNetPart
+from .synthetic import SHAPE_CLASSES, SyntheticShapes
+from .transforms import (
+    Compose,
+    FPSResample,
+    Jitter,
+    NormalizeUnitSphere,
+    RandomPointDropout,
+    RandomResample,
+    RotateY,
+    ScaleAndTranslate,
+)
+
+__all__ = [
+    "MESH_EXTENSIONS",
+    "POINT_CLOUD_EXTENSIONS",
+    "SCANOBJECTNN_CLASSES",
+    "SHAPENETPART_SEG_CLASSES",
+    "SHAPE_CLASSES",
+    "SUPPORTED_EXTENSIONS",
+    "Compose",
+    "DatasetError",
+    "FPSResample",
+    "FewShotSplit",
+    "Jitter",
+    "ModelNet40",
+    "ModelNet40FewShot",
+    "NormalizeUnitSphere",
+    "PointCloudFolder",
+    "PointCloudList",
+    "RandomPointDropout",
+    "RandomResample",
+    "RotateY",
+    "ScaleAndTranslate",
+    "ScanObjectNN",
+    "ShapeNet55",
+    "ShapeNetPart",
+    "SyntheticShapes",
+    "convert_modelnet_pickle",
+    "make_few_shot_splits",
+    "read_points",
+]

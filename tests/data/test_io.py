@@ -1,0 +1,246 @@
+"""read_points: every format, the options, and the documented errors."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import plyfile
+import pytest
+import trimesh
+
+from act_zoo.data import SUPPORTED_EXTENSIONS, DatasetError, read_points
+from act_zoo.data.io import _lzf_decompress
+
+from .builders import pcd_bytes
+
+
+def ref_fps(xyz: np.ndarray, n: int) -> np.ndarray:
+    """Naive farthest point sampling from index 0 (lowest index on ties)."""
+    picked = [0]
+    d = np.full(len(xyz), np.inf)
+    for _ in range(n - 1):
+        d = np.minimum(d, ((xyz - xyz[picked[-1]]) ** 2).sum(1))
+        picked.append(int(np.argmax(d)))
+    return np.array(picked)
+
+
+@pytest.fixture
+def pts() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(50, 3)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def test_npy_npz_and_text(tmp_path: Path, pts):
+    np.save(tmp_path / "a.npy", pts)
+    np.testing.assert_array_equal(read_points(tmp_path / "a.npy"), pts)
+    np.savez(tmp_path / "b.npz", other=np.zeros((2, 3)), points=pts)  # the 'points' key wins
+    np.testing.assert_array_equal(read_points(tmp_path / "b.npz"), pts)
+    np.savez(tmp_path / "c.npz", pts, np.zeros((2, 3)))  # else the first array
+    np.testing.assert_array_equal(read_points(tmp_path / "c.npz"), pts)
+    np.savetxt(tmp_path / "d.txt", pts, fmt="%.8g")
+    np.testing.assert_allclose(read_points(tmp_path / "d.txt"), pts, rtol=1e-6)
+    rows = [[f"{v:.8g}" for v in p] for p in pts]
+    (tmp_path / "e.csv").write_text("x,y,z\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    np.testing.assert_allclose(read_points(tmp_path / "e.csv"), pts, rtol=1e-6)
+    (tmp_path / "f.xyz").write_text("# comment\n" + "\n".join(" ".join(r) + " 7" for r in rows))
+    np.testing.assert_allclose(read_points(tmp_path / "f.xyz"), pts, rtol=1e-6)
+    out = read_points(tmp_path / "a.npy")
+    assert out.dtype == np.float32 and out.shape == (50, 3)
+
+
+def test_column_layout_normals_and_colours(tmp_path: Path, pts):
+    normals = np.tile([0.0, 0.0, 1.0], (50, 1)).astype(np.float32)
+    colours = np.tile([255.0, 0.0, 51.0], (50, 1)).astype(np.float32)
+    np.save(tmp_path / "a.npy", np.concatenate([pts, normals, colours], axis=1))
+    out = read_points(tmp_path / "a.npy", keep_normals=True, keep_colors=True)
+    assert out.shape == (50, 9)
+    np.testing.assert_array_equal(out[:, 3:6], normals)
+    np.testing.assert_allclose(out[:, 6:9], np.tile([1.0, 0.0, 0.2], (50, 1)), atol=1e-6)  # /255
+    np.testing.assert_array_equal(read_points(tmp_path / "a.npy", keep_colors=True)[:, 3:], out[:, 6:])
+    np.save(tmp_path / "b.npy", pts)
+    with pytest.raises(DatasetError, match=r"b\.npy: has no normals"):
+        read_points(tmp_path / "b.npy", keep_normals=True)
+    with pytest.raises(DatasetError, match=r"b\.npy: has no colours"):
+        read_points(tmp_path / "b.npy", keep_colors=True)
+    fields = [("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    rec = np.zeros(50, dtype=fields)
+    rec["x"], rec["y"], rec["z"], rec["red"] = pts[:, 0], pts[:, 1], pts[:, 2], 255
+    np.save(tmp_path / "c.npy", rec)
+    out = read_points(tmp_path / "c.npy", keep_colors=True)
+    np.testing.assert_array_equal(out[:, :3], pts)
+    assert np.all(out[:, 3] == 1.0) and np.all(out[:, 4:] == 0.0)
+
+
+def test_ply_ascii_binary_and_mesh(tmp_path: Path, pts):
+    fields = [(k, "f4") for k in ("x", "y", "z", "nx", "ny", "nz")]
+    fields += [(k, "u1") for k in ("red", "green", "blue")]
+    vertex = np.zeros(50, dtype=fields)
+    for i, k in enumerate("xyz"):
+        vertex[k] = pts[:, i]
+    vertex["nz"], vertex["green"] = 1.0, 255
+    for text in (True, False):
+        path = tmp_path / f"c{int(text)}.ply"
+        plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")], text=text).write(str(path))
+        out = read_points(path, keep_normals=True, keep_colors=True)
+        np.testing.assert_allclose(out[:, :3], pts, rtol=1e-6)
+        assert np.all(out[:, 5] == 1) and np.all(out[:, 7] == 1) and np.all(out[:, 6] == 0)
+    box = trimesh.creation.box(extents=(1.0, 2.0, 4.0))
+    box.export(tmp_path / "box.ply")
+    out = read_points(tmp_path / "box.ply", num_points=300, keep_normals=True)
+    _assert_on_box(out, (0.5, 1.0, 2.0))
+
+
+def _assert_on_box(out: np.ndarray, half: tuple[float, float, float]) -> None:
+    assert out.shape[0] == 300
+    ratios = np.abs(out[:, :3]) / np.asarray(half)
+    assert np.all(ratios <= 1 + 1e-5)
+    np.testing.assert_allclose(ratios.max(axis=1), 1.0, atol=1e-5)  # every sample lies on a face
+    if out.shape[1] >= 6:  # the face normal is the axis the point lies on
+        axis = np.argmax(ratios, axis=1)
+        assert np.all(np.abs(out[np.arange(300), 3 + axis]) > 0.999)
+
+
+@pytest.mark.parametrize("ext", [".off", ".obj", ".stl"])
+def test_meshes_are_sampled_by_area_with_a_seed(tmp_path: Path, ext):
+    box = trimesh.creation.box(extents=(1.0, 2.0, 4.0))
+    path = tmp_path / f"box{ext}"
+    box.export(path)
+    out = read_points(path, num_points=300, keep_normals=True)
+    _assert_on_box(out, (0.5, 1.0, 2.0))
+    # area weighting: the two 2x4 faces hold 8/(2+4+8) of the area -> points with |x| == 0.5
+    frac = np.mean(np.isclose(np.abs(read_points(path, num_points=4000)[:, 0]), 0.5, atol=1e-5))
+    assert abs(frac - 8 / 14) < 0.04
+    np.testing.assert_array_equal(read_points(path, num_points=300), read_points(path, num_points=300))
+    assert not np.array_equal(read_points(path, num_points=300, seed=1), read_points(path, num_points=300))
+    assert read_points(path).shape == (2048, 3)  # the default sample count
+
+
+def test_pcd_ascii_binary_compressed(tmp_path: Path, pts):
+    rgb = np.random.default_rng(1).integers(0, 256, (50, 3))
+    normals = np.tile([1.0, 0.0, 0.0], (50, 1))
+    for mode in ("ascii", "binary", "binary_compressed"):
+        path = tmp_path / f"{mode}.pcd"
+        path.write_bytes(pcd_bytes(pts, mode=mode, rgb=rgb, normals=normals))
+        out = read_points(path, keep_normals=True, keep_colors=True)
+        np.testing.assert_allclose(out[:, :3], pts, rtol=1e-6, err_msg=mode)
+        np.testing.assert_array_equal(out[:, 3:6], normals)
+        np.testing.assert_allclose(out[:, 6:9] * 255, rgb, atol=1e-4, err_msg=mode)
+
+
+def test_lzf_back_references():
+    # literal "ab", then a back reference of length 4 to offset 0 (overlapping): "ababab"
+    assert _lzf_decompress(bytes([1]) + b"ab" + bytes([(2 << 5), 1]), 6, Path("x")) == b"ababab"
+    # a long reference (length code 7 + extra byte): 'a' then 7+3+2=12 copies of it
+    assert _lzf_decompress(bytes([0]) + b"a" + bytes([(7 << 5), 3, 0]), 13, Path("x")) == b"a" * 13
+    with pytest.raises(DatasetError, match="corrupt LZF"):
+        _lzf_decompress(bytes([(2 << 5), 9]), 4, Path("x"))  # reference before the start
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def test_fps_random_and_padding(tmp_path: Path, pts):
+    np.save(tmp_path / "a.npy", pts)
+    fps = read_points(tmp_path / "a.npy", num_points=10)
+    np.testing.assert_array_equal(fps, pts[ref_fps(pts.astype(np.float64), 10)])
+    rnd = read_points(tmp_path / "a.npy", num_points=10, sample="random", seed=3)
+    assert len({tuple(r) for r in rnd}) == 10 and all(any((r == p).all() for p in pts) for r in rnd)
+    again = read_points(tmp_path / "a.npy", num_points=10, sample="random", seed=3)
+    np.testing.assert_array_equal(rnd, again)
+    assert not np.array_equal(rnd, read_points(tmp_path / "a.npy", num_points=10, sample="random", seed=4))
+    padded = read_points(tmp_path / "a.npy", num_points=80)
+    assert padded.shape == (80, 3)
+    np.testing.assert_array_equal(padded[:50], pts)
+    assert all(any((r == p).all() for p in pts) for r in padded[50:])
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_errors_name_the_file(tmp_path: Path, pts):
+    with pytest.raises(DatasetError, match=r"missing\.ply: file not found"):
+        read_points(tmp_path / "missing.ply")
+    (tmp_path / "a.foo").write_text("1 2 3")
+    with pytest.raises(DatasetError, match=r"a\.foo: unsupported extension"):
+        read_points(tmp_path / "a.foo")
+    for ext in SUPPORTED_EXTENSIONS:
+        (tmp_path / f"empty{ext}").write_bytes(b"")
+        with pytest.raises(DatasetError, match=rf"empty\{ext}: is empty"):
+            read_points(tmp_path / f"empty{ext}")
+    bad = pts.copy()
+    bad[3, 1] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(DatasetError, match=r"nan\.npy: 1 of 50 points have NaN"):
+        read_points(tmp_path / "nan.npy")
+    with_normals = np.concatenate([pts, np.full_like(pts, np.nan)], axis=1)
+    np.save(tmp_path / "nan_normals.npy", with_normals)
+    np.testing.assert_array_equal(read_points(tmp_path / "nan_normals.npy"), pts)  # unused normals may be NaN
+    with pytest.raises(DatasetError, match="50 of 50 points have NaN or infinite normals"):
+        read_points(tmp_path / "nan_normals.npy", keep_normals=True)
+    np.savetxt(tmp_path / "inf.txt", np.where(bad == bad, bad, np.inf))
+    with pytest.raises(DatasetError, match=r"inf\.txt.*infinite"):
+        read_points(tmp_path / "inf.txt")
+    np.save(tmp_path / "flat.npy", pts[:, :2])
+    with pytest.raises(DatasetError, match=r"flat\.npy: expected an array of shape \[N, 3\+\]"):
+        read_points(tmp_path / "flat.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DatasetError, match="pickled object array"):
+        read_points(tmp_path / "obj.npy")
+    (tmp_path / "ragged.txt").write_text("1 2 3\n4 5\n6 7 8\n")
+    with pytest.raises(DatasetError, match=r"ragged\.txt"):
+        read_points(tmp_path / "ragged.txt")
+    (tmp_path / "two.csv").write_text("1,2\n3,4\n")
+    with pytest.raises(DatasetError, match="at least 3 columns"):
+        read_points(tmp_path / "two.csv")
+    (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DatasetError, match="not a text file"):
+        read_points(tmp_path / "bin.txt")
+    flat = trimesh.Trimesh(vertices=[[0, 0, 0], [1, 0, 0], [2, 0, 0]], faces=[[0, 1, 2]], process=False)
+    flat.export(tmp_path / "flat.off")
+    with pytest.raises(DatasetError, match="zero surface area"):
+        read_points(tmp_path / "flat.off")
+
+
+def test_truncated_and_huge_headers(tmp_path: Path, pts):
+    np.save(tmp_path / "a.npy", pts)
+    raw = (tmp_path / "a.npy").read_bytes()
+    (tmp_path / "t.npy").write_bytes(raw[:-10])
+    with pytest.raises(DatasetError, match=r"t\.npy: is truncated"):
+        read_points(tmp_path / "t.npy")
+    # an .npy header declaring 10^12 points in a tiny file
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 3), }"
+    header += " " * (63 - len(header) % 64) + "\n"
+    magic = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header))
+    (tmp_path / "h.npy").write_bytes(magic + header.encode() + b"\0" * 12)
+    with pytest.raises(DatasetError, match="truncated"):
+        read_points(tmp_path / "h.npy")
+    (tmp_path / "h.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 99999999999\nproperty float x\n"
+                                     b"property float y\nproperty float z\nend_header\n0 0 0\n")  # fmt: skip
+    with pytest.raises(DatasetError, match=r"h\.ply: is truncated"):
+        read_points(tmp_path / "h.ply")
+    pcd = b"FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nPOINTS 99999999999\nDATA binary\n"
+    (tmp_path / "h.pcd").write_bytes(pcd + b"\0" * 12)
+    with pytest.raises(DatasetError, match=r"h\.pcd: is truncated"):
+        read_points(tmp_path / "h.pcd")
+    (tmp_path / "h.off").write_bytes(b"OFF\n99999999999 99999999 0\n0 0 0\n")
+    with pytest.raises(DatasetError, match=r"h\.off: is truncated"):
+        read_points(tmp_path / "h.off")
+    (tmp_path / "h.stl").write_bytes(b"\0" * 80 + struct.pack("<I", 2**32 - 1) + b"\0" * 50)
+    with pytest.raises(DatasetError, match=r"h\.stl: is neither ASCII STL nor binary STL"):
+        read_points(tmp_path / "h.stl")
+    (tmp_path / "long.ply").write_bytes(b"ply\n" + b"comment " + b"x" * 70000 + b"\n")
+    with pytest.raises(DatasetError, match="no complete PLY header"):
+        read_points(tmp_path / "long.ply")
+
+
+def test_option_validation(tmp_path: Path, pts):
+    np.save(tmp_path / "a.npy", pts)
+    with pytest.raises(ValueError, match="num_points"):
+        read_points(tmp_path / "a.npy", num_points=0)
+    with pytest.raises(ValueError, match="sample"):
+        read_points(tmp_path / "a.npy", sample="grid")  # type: ignore[arg-type]
