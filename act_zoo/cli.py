@@ -120,6 +120,12 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.cli import run_train
+
+    return run_train(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
@@ -169,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_extract)
 
+    s = sub.add_parser("train", help="run a training pipeline (stage1, stage2, finetune, fewshot, partseg)",
+                       description="Run an ACT training pipeline. Defaults are the official configs; a YAML file and "
+                                   "--set key=value override any field. Multi-process: torchrun --nproc-per-node N "
+                                   "-m act_zoo.cli train ...")
+    from .train.cli import add_train_arguments
+
+    add_train_arguments(s)
+    s.set_defaults(func=_cmd_train)
     return p
 
 

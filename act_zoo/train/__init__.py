@@ -1,0 +1,39 @@
+"""Training: stage I (cross-modal dVAE), stage II (masked distillation), stage III (fine-tuning,
+few-shot, part segmentation). ``act-zoo train PIPELINE --config ...`` or::
+
+    from act_zoo.train import load_config, train
+    summary = train("finetune", load_config("finetune", "my.yaml", ["run.max_epoch=10"]))
+"""
+
+from .api import sweep_seeds, train
+from .config import (
+    PIPELINES,
+    DataConfig,
+    FewShotConfig,
+    FinetuneConfig,
+    OptimConfig,
+    PartSegTrainConfig,
+    RunConfig,
+    SchedulerConfig,
+    Stage1Config,
+    Stage2Config,
+    dump_config,
+    load_config,
+)
+
+__all__ = [
+    "PIPELINES",
+    "DataConfig",
+    "FewShotConfig",
+    "FinetuneConfig",
+    "OptimConfig",
+    "PartSegTrainConfig",
+    "RunConfig",
+    "SchedulerConfig",
+    "Stage1Config",
+    "Stage2Config",
+    "dump_config",
+    "load_config",
+    "sweep_seeds",
+    "train",
+]
