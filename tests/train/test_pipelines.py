@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from act_zoo.train import load_config, sweep_seeds, train
 
