@@ -38,7 +38,16 @@ from .convert import (
     read_checkpoint,
     strip_pretrain_prefix,
 )
-from .download import DownloadError, download_gdrive, download_url, hf_hub_file, parse_gdrive_id, parse_hf_spec
+from .download import (
+    ChecksumError,
+    DownloadError,
+    download_gdrive,
+    download_url,
+    hf_hub_file,
+    parse_gdrive_id,
+    parse_hf_spec,
+    sha256_file,
+)
 from .io import CONFIG_NAME, WEIGHTS_NAME, load_pretrained, read_safetensors, save_pretrained
 from .manifest import ManifestError, WeightsRecord, load_records, validate_record
 
@@ -174,6 +183,8 @@ def _fetch(record: WeightsRecord, *, progress: bool) -> Path:
                 path = Path(__file__).resolve().parent.parent / src["path"]
                 if not path.is_file():
                     raise FileNotFoundError(f"packaged weights missing: {path}")
+                if record.sha256 is not None and sha256_file(path) != record.sha256:
+                    raise ChecksumError(f"packaged weights {path} do not match the manifest sha256 {record.sha256}")
                 return path
             if kind == "gdrive":
                 return download_gdrive(src["id"], sha256=record.sha256, filename=src.get("filename"),

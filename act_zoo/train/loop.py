@@ -22,7 +22,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -308,8 +308,4 @@ class Trainer:
         return broadcast_object(summary, self.dist)
 
 
-def default_collate(items: Sequence[Any]) -> Any:
-    return torch.utils.data.default_collate(list(items))
-
-
-__all__ = ["MicroBatches", "StepContext", "Task", "Trainer", "default_collate", "derive_seed", "seed_everything"]
+__all__ = ["MicroBatches", "StepContext", "Task", "Trainer", "derive_seed", "seed_everything"]

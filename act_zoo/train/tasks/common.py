@@ -60,6 +60,33 @@ def build_dataset(data: DataConfig, *, split: str, npoints: int, labelled: bool,
     raise ValueError(f"unknown dataset {name!r}")
 
 
+class DatasetsMixin:
+    """Train/test datasets built lazily from ``cfg.data`` (or given to the task), default collate."""
+
+    cfg: Any
+    labelled: bool = True
+    whole_train: bool = False  # official stage II: ShapeNet-55 train + test
+    _train: Dataset | None = None
+    _test: Dataset | None = None
+
+    def _build(self, split: str) -> Dataset:
+        return build_dataset(self.cfg.data, split=split, npoints=self.cfg.npoints, labelled=self.labelled,
+                             seed=self.cfg.run.seed, whole=self.whole_train and split == "train")
+
+    def train_dataset(self) -> Dataset:
+        if self._train is None:
+            self._train = self._build("train")
+        return self._train
+
+    def test_dataset(self) -> Dataset:
+        if self._test is None:
+            self._test = self._build("test")
+        return self._test
+
+    def collate(self, items: list[Any]) -> Any:
+        return torch.utils.data.default_collate(list(items))
+
+
 def points_of(batch: Any) -> torch.Tensor:
     """The ``[B, N, 3]`` points of a collated batch (tensor, (points, label) or dict)."""
     if isinstance(batch, torch.Tensor):
@@ -145,5 +172,5 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std(unbiased=True)) if len(t) > 1 else 0.0
 
 
-__all__ = ["ACTPartSeg", "accuracy_metrics", "build_dataset", "encoder_state", "fps_exact", "fps_subset",
+__all__ = ["ACTPartSeg", "DatasetsMixin", "accuracy_metrics", "build_dataset", "encoder_state", "fps_exact", "fps_subset",
            "load_encoder_into", "load_teacher", "mean_std", "points_of"]

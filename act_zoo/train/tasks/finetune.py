@@ -15,13 +15,13 @@ from torch.utils.data import DataLoader, Dataset
 from ...data.transforms import RotateY, ScaleAndTranslate
 from ...models import ACTClassifier
 from ..config import FinetuneConfig
-from ..loop import StepContext, default_collate
-from .common import accuracy_metrics, build_dataset, fps_exact, fps_subset, load_encoder_into
+from ..loop import StepContext
+from .common import DatasetsMixin, accuracy_metrics, fps_exact, fps_subset, load_encoder_into
 
 logger = logging.getLogger(__name__)
 
 
-class FinetuneTask:
+class FinetuneTask(DatasetsMixin):
     """Official fine-tuning protocol (see :class:`~act_zoo.train.config.FinetuneConfig`)."""
 
     name = "finetune"
@@ -29,8 +29,7 @@ class FinetuneTask:
     plot_train_keys = ("loss", "acc")
     plot_eval_keys = ("acc", "acc_avg")
 
-    def __init__(self, cfg: FinetuneConfig, *, train_set: Dataset | None = None, test_set: Dataset | None = None,
-                 device: torch.device | None = None) -> None:
+    def __init__(self, cfg: FinetuneConfig, *, train_set: Dataset | None = None, test_set: Dataset | None = None) -> None:
         self.cfg = cfg
         model_cfg = dataclasses.replace(cfg.model, npoints=cfg.npoints)
         self.model = ACTClassifier(model_cfg)
@@ -40,22 +39,6 @@ class FinetuneTask:
         self._test = test_set
         self.rotate = RotateY()  # official PointcloudRotate (global RNG, re-seeded per micro-batch)
         self.vote_aug = ScaleAndTranslate()  # official test_transforms for voting
-
-    # -- data ------------------------------------------------------------------------------------
-    def train_dataset(self) -> Dataset:
-        if self._train is None:
-            self._train = build_dataset(self.cfg.data, split="train", npoints=self.cfg.npoints, labelled=True,
-                                        seed=self.cfg.run.seed)
-        return self._train
-
-    def test_dataset(self) -> Dataset:
-        if self._test is None:
-            self._test = build_dataset(self.cfg.data, split="test", npoints=self.cfg.npoints, labelled=True,
-                                       seed=self.cfg.run.seed)
-        return self._test
-
-    def collate(self, items: list[Any]) -> Any:
-        return default_collate(items)
 
     # -- training --------------------------------------------------------------------------------
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:

@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 from ...models import ACTPartSeg
 from ...models.partseg import category_from_target, class_miou, instance_miou, part_seg_loss, predict_parts, shape_iou
 from ..config import PartSegTrainConfig
-from ..loop import StepContext, default_collate
-from .common import build_dataset, load_encoder_into
+from ..loop import StepContext
+from .common import DatasetsMixin, load_encoder_into
 
 
 def _fields(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -23,7 +23,7 @@ def _fields(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return batch[0], batch[1], batch[2]
 
 
-class PartSegTask:
+class PartSegTask(DatasetsMixin):
     name = "partseg"
     best_metric = ("instance_miou", "max")
     plot_train_keys = ("loss", "acc")
@@ -36,21 +36,6 @@ class PartSegTask:
         self.init_report = load_encoder_into(self.model, cfg.init) if cfg.init else None
         self.num_workers = cfg.data.num_workers
         self._train, self._test = train_set, test_set
-
-    def train_dataset(self) -> Dataset:
-        if self._train is None:
-            self._train = build_dataset(self.cfg.data, split="train", npoints=self.cfg.npoints, labelled=True,
-                                        seed=self.cfg.run.seed)
-        return self._train
-
-    def test_dataset(self) -> Dataset:
-        if self._test is None:
-            self._test = build_dataset(self.cfg.data, split="test", npoints=self.cfg.npoints, labelled=True,
-                                       seed=self.cfg.run.seed)
-        return self._test
-
-    def collate(self, items: list[Any]) -> Any:
-        return default_collate(items)
 
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         points, cls, seg = _fields(batch)

@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from ...models import PromptedDiscreteVAE
 from ..config import Stage1Config
-from ..loop import StepContext, default_collate
+from ..loop import StepContext
 from ..monitor import plot_reconstructions
 from ..optim import gumbel_temperature, kl_weight
-from .common import build_dataset, points_of
+from .common import DatasetsMixin, points_of
 
 
 def to_npoints(points: torch.Tensor, n: int) -> torch.Tensor:
@@ -27,8 +27,9 @@ def to_npoints(points: torch.Tensor, n: int) -> torch.Tensor:
     return points[:, torch.randperm(points.shape[1])[:n].to(points.device)]
 
 
-class Stage1Task:
+class Stage1Task(DatasetsMixin):
     name = "stage1"
+    labelled = False
     best_metric = ("cdl1", "min")
     plot_train_keys = ("loss", "recon", "kl", "temperature", "kl_weight")
     plot_eval_keys = ("cdl1", "cdl2")
@@ -40,21 +41,6 @@ class Stage1Task:
         self.num_workers = cfg.data.num_workers
         self._train, self._test = train_set, test_set
         self.run_dir = Path(cfg.run.out_dir)
-
-    def train_dataset(self) -> Dataset:
-        if self._train is None:
-            self._train = build_dataset(self.cfg.data, split="train", npoints=self.cfg.npoints, labelled=False,
-                                        seed=self.cfg.run.seed)
-        return self._train
-
-    def test_dataset(self) -> Dataset:
-        if self._test is None:
-            self._test = build_dataset(self.cfg.data, split="test", npoints=self.cfg.npoints, labelled=False,
-                                       seed=self.cfg.run.seed)
-        return self._test
-
-    def collate(self, items: list[Any]) -> Any:
-        return default_collate(items)
 
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.cfg

@@ -13,13 +13,15 @@ from torch.utils.data import DataLoader, Dataset
 from ...data.transforms import ScaleAndTranslate
 from ...models import ACTDistillation, ACTEncoder, PromptedDiscreteVAE
 from ..config import Stage2Config
-from ..loop import StepContext, default_collate
-from .common import build_dataset, load_teacher, points_of
+from ..loop import StepContext
+from .common import DatasetsMixin, load_teacher, points_of
 from .stage1 import to_npoints
 
 
-class Stage2Task:
+class Stage2Task(DatasetsMixin):
     name = "stage2"
+    labelled = False
+    whole_train = True  # official: ShapeNet-55 train + test
     best_metric = ("val_loss", "min")
     plot_train_keys = ("loss",)
     plot_eval_keys = ("val_loss",)
@@ -40,21 +42,6 @@ class Stage2Task:
         self.num_workers = cfg.data.num_workers
         self._train, self._test = train_set, test_set
         self.augment = ScaleAndTranslate()  # official train_transforms
-
-    def train_dataset(self) -> Dataset:
-        if self._train is None:  # official: ShapeNet-55 train + test ("whole")
-            self._train = build_dataset(self.cfg.data, split="train", npoints=self.cfg.npoints, labelled=False,
-                                        seed=self.cfg.run.seed, whole=True)
-        return self._train
-
-    def test_dataset(self) -> Dataset:
-        if self._test is None:
-            self._test = build_dataset(self.cfg.data, split="test", npoints=self.cfg.npoints, labelled=False,
-                                       seed=self.cfg.run.seed)
-        return self._test
-
-    def collate(self, items: list[Any]) -> Any:
-        return default_collate(items)
 
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         points = to_npoints(points_of(batch).to(ctx.device).float(), self.cfg.npoints)
