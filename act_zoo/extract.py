@@ -115,7 +115,7 @@ def _resample(cloud: torch.Tensor, n: int, method: str, gen: torch.Generator) ->
     return torch.cat([cloud, cloud[extra]], dim=0)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the returned tensors must be usable in user autograd code
 def extract_features(
     model_or_name: nn.Module | str,
     clouds: CloudLike | Sequence[CloudLike],

@@ -64,6 +64,16 @@ def test_mesh_file_is_sampled_by_area(model, tmp_path):
     assert f1.centers.abs().max() <= 1.5 + 1e-4  # centres on the box surface, in the mesh's frame
 
 
+def test_features_feed_user_autograd_code_and_inference_mode_callers(model):
+    feats = act_zoo.extract_features(model, torch.randn(2, 128, 3))
+    head = torch.nn.Linear(64, 3)
+    head(feats.global_feature).sum().backward()  # plain tensors, not inference tensors
+    assert head.weight.grad is not None
+    with torch.inference_mode():
+        inner = act_zoo.extract_features(model, torch.randn(2, 128, 3))
+    assert inner.global_feature.shape == (2, 64)
+
+
 def test_random_resampling_is_seeded(model):
     cloud = torch.randn(1000, 3)
     a = act_zoo.extract_features(model, cloud, sample="random", seed=1)
