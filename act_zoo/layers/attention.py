@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as _module
 
 from .drop import DropPath
 
@@ -121,3 +122,12 @@ def set_fused_attention(module: nn.Module, enabled: bool) -> nn.Module:
         if isinstance(m, Attention):
             m.fused = bool(enabled)
     return module
+
+
+def has_hooks(module: nn.Module, *, include_self: bool = True) -> bool:
+    """Whether a forward (pre-)hook is registered on ``module`` (unless ``include_self`` is
+    False) or any module inside it, or globally: fast paths that skip module calls or compute
+    only some rows fall back to the module calls when someone observes them."""
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules() if include_self or m is not module)

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .attention import Block
+from .attention import Attention, Block
+from .drop import DropPath
+from .transformer import _linear_into, _residual_linear_
 
 _TINYVIT = re.compile(r"tinyvit_e(\d+)_d(\d+)_h(\d+)")
 _PLAIN_VIT = re.compile(r"vit_(tiny|small|base|large|huge)_patch\d+_\d+(\..+)?")
@@ -188,3 +191,71 @@ def run_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Call one teacher block; BERT layers of older transformers return a tuple."""
     out = block(x)
     return out[0] if isinstance(out, tuple) else out
+
+
+def deterministic_vit_block(block: nn.Module) -> bool:
+    """``block`` is one of our :class:`Block` and draws no randomness in its current mode
+    (eval, or every dropout/drop-path rate 0 -- timm's ViT recipe without drop_path)."""
+    if not isinstance(block, Block):
+        return False
+    if not block.training:
+        return True
+    drops = [block.attn.attn_drop.p, block.attn.proj_drop.p, block.mlp.drop.p]
+    if isinstance(block.drop_path, DropPath):
+        drops.append(block.drop_path.drop_prob)
+    elif not isinstance(block.drop_path, nn.Identity):
+        return False
+    return all(p == 0 for p in drops)
+
+
+@torch.no_grad()
+def deep_prompt_inference(blocks: Sequence[Block], x: torch.Tensor, pos: torch.Tensor,
+                          prompt_inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The patch rows of a deep-prompted ViT, without computing what is thrown away.
+
+    ``x [B, G, D]`` is the patch tokens' input to block 0 (before ``+ pos``), ``pos [B, G, D]``
+    their position embedding (re-added before every block), and ``prompt_inputs[i]``
+    (``[B, P, D]`` or ``[1, P, D]``) the full input of the ``P`` prompt rows of block ``i``
+    (prompt + its position). Returns the residual stream of the patch rows after the last
+    block ``[B, G, D]`` (a fresh tensor).
+
+    With deep prompts the prompt rows' outputs are replaced before the next block (and
+    dropped after the last), so a prompt row contributes only its key and value: its query,
+    attention output, projection and MLP are skipped -- 2/12 of a block's matmul work per
+    prompt row instead of 12/12. Patch rows run as in :meth:`TransformerEncoder._iter_inference`
+    (in-place residual stream, fused residual GEMMs, scratch buffers reused by every block);
+    the attention sees the keys in the official order (prompts first)."""
+    B, G, D = x.shape
+    T = B * G
+    stream = x.reshape(T, D).clone()  # T D, the patch rows' residual stream (owned)
+    pos = pos.reshape(T, D)
+    if not len(blocks):
+        return stream.view(B, G, D)
+    P = prompt_inputs[0].shape[1]
+    attn0 = blocks[0].attn
+    H, Dh = attn0.num_heads, attn0.head_dim
+    qkv = stream.new_empty(T, 3 * D)  # T 3D
+    hidden = stream.new_empty(T, blocks[0].mlp.fc1.out_features)  # T 4D
+    k_all = stream.new_empty(B, P + G, H, Dh)  # prompts first, as in the official sequence
+    v_all = stream.new_empty(B, P + G, H, Dh)
+    for blk, prompt in zip(blocks, prompt_inputs):
+        attn: Attention = blk.attn
+        Bp = prompt.shape[0]
+        w, b = attn.qkv.weight, attn.qkv.bias
+        hp = F.layer_norm(prompt.reshape(Bp * P, D), (D,), blk.norm1.weight, blk.norm1.bias, blk.norm1.eps)
+        kv = F.linear(hp, w[D:], None if b is None else b[D:]).view(Bp, P, 2, H, Dh)  # prompt keys, values only
+        k_all[:, :P] = kv[:, :, 0]
+        v_all[:, :P] = kv[:, :, 1]
+        stream.add_(pos)
+        h = F.layer_norm(stream, (D,), blk.norm1.weight, blk.norm1.bias, blk.norm1.eps)  # T D
+        _linear_into(h, attn.qkv, qkv)
+        q, k, v = qkv.view(B, G, 3, H, Dh).unbind(2)  # B G H Dh
+        k_all[:, P:] = k
+        v_all[:, P:] = v
+        o = attn.attend(q.transpose(1, 2), k_all.transpose(1, 2), v_all.transpose(1, 2))  # B H G Dh
+        _residual_linear_(stream, o.transpose(1, 2).reshape(T, D), attn.proj)
+        h = F.layer_norm(stream, (D,), blk.norm2.weight, blk.norm2.bias, blk.norm2.eps)  # T D
+        _linear_into(h, blk.mlp.fc1, hidden)
+        torch.ops.aten.gelu_(hidden)
+        _residual_linear_(stream, hidden, blk.mlp.fc2)
+    return stream.view(B, G, D)

@@ -10,6 +10,15 @@ over the batch (one division by the batch size).
 The official run leaves the frozen teacher in train mode (BatchNorm batch statistics and
 running-stat updates, prompt dropout, fresh Gumbel noise at every call). That is the default
 here too (``teacher_train_mode=True``); ``False`` keeps the teacher in eval mode.
+
+Training step on the fast path (``set_fast_path(True)``, the default; ``False`` runs the
+official sequence of ops): the student's mini-PointNet runs its 512-wide second stage on the
+visible groups only, its BatchNorm statistics (and their gradients and running-stat updates)
+still taken over all groups (:meth:`~act_zoo.layers.MiniPointNet.forward_subset`); the frozen
+teacher runs without gradients through its no-grad paths (see :mod:`act_zoo.models.dvae`).
+The loss, every gradient and every running statistic equal the reference path's up to float
+rounding, with the same random draws in the same order (``tests/models/test_train_equivalence.py``;
+``benchmarks/train_step.py`` measures the step).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import TransformerDecoder, drop_path_schedule
+from ..layers.attention import has_hooks
 from ..ops import Patches, group_points
 from .common import PretrainedMixin, prepare_points, set_fast_path
 from .dvae import DVAEConfig, PromptedDiscreteVAE
@@ -108,9 +118,15 @@ class ACTMaskedEncoder(ACTEncoder):
 
         Returns the normed visible tokens ``[B, Gv, C]``, the normed cls ``[B, C]`` and, when
         ``shallow_block >= 0``, that block's (un-normed) visible tokens."""
-        tokens = self.embed_patches(neighborhood)  # B G C
-        B, _, C = tokens.shape
-        x = tokens[~mask].reshape(B, -1, C)  # B Gv C
+        B = neighborhood.shape[0]
+        if self.encoder.fast and not (has_hooks(self.encoder) or has_hooks(self.reduce_dim)):
+            # the patch embedding only for the visible groups; in train mode its BatchNorm
+            # statistics (and their gradients, and the running stats) are still those of all
+            # groups, as in the official model (MiniPointNet.forward_subset)
+            x = self.reduce_dim(self.encoder.forward_subset(neighborhood, ~mask))  # B Gv C
+        else:
+            tokens = self.embed_patches(neighborhood)  # B G C
+            x = tokens[~mask].reshape(B, -1, tokens.shape[-1])  # B Gv C
         pos = self.pos_embed(center[~mask].reshape(B, -1, 3))  # B Gv C
         x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)  # B 1+Gv C
         pos = torch.cat((self.cls_pos.expand(B, -1, -1), pos), dim=1)  # B 1+Gv C

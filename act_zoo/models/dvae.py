@@ -6,6 +6,14 @@ by prompt tuning (shallow prompts with their own positions; deep prompts replace
 P tokens before every later block) -> final norm -> ``proj_post`` -> ``dgcnn_2`` ->
 FoldingNet decoder -> Chamfer-L1 of every local group (coarse + fine) and KL to uniform.
 
+Without gradients (the frozen teacher of stage II, validation) the fast path
+(``set_fast_path(True)``, the default) skips the prompt rows' discarded outputs in the deep-
+prompted ViT (:func:`~act_zoo.layers.teacher.deep_prompt_inference`), looks the hard Gumbel
+tokens up in the codebook without forming one-hot tensors (:func:`gumbel_argmax`), and its
+mini-PointNet and DGCNNs run their no-grad paths -- in train mode too (BatchNorm batch
+statistics and running-stat updates, prompt dropout and Gumbel noise drawn exactly as on the
+reference path).
+
 Module and parameter names are the official ones, so official checkpoints load as they are.
 """
 
@@ -20,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import DGCNN, FoldingDecoder, MiniPointNet, TeacherSpec, build_teacher, resolve_teacher, run_block
+from ..layers.attention import has_hooks
+from ..layers.teacher import deep_prompt_inference, deterministic_vit_block
 from ..ops import Patches, chamfer_l1, chamfer_l2, group_points
 from .common import PretrainedMixin, prepare_points, set_fast_path
 
@@ -109,6 +119,28 @@ def gumbel_softmax(
     return y_hard - y_soft.detach() + y_soft
 
 
+def gumbel_argmax(logits: torch.Tensor, *, tau: float = 1.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """The token indices of ``gumbel_softmax(logits, tau=tau, hard=True, noise=noise)`` (the
+    same draw, the same ``argmax`` of ``y_soft``) without the one-hot tensors, in place
+    where possible. No gradient."""
+    with torch.no_grad():
+        if noise is None:  # the same draw as gumbel_softmax: -log(Exp(1)), computed in place
+            z = torch.empty_like(logits, memory_format=torch.legacy_contiguous_format).exponential_().log_().neg_()
+        elif noise.shape != logits.shape:
+            raise ValueError(f"gumbel_noise must have shape {list(logits.shape)}, got {list(noise.shape)}")
+        else:
+            z = noise.to(logits.dtype, copy=True)
+        z.add_(logits)  # logits + g (addition commutes exactly)
+        if tau != 1.0:
+            z.div_(tau)
+        rows = z.reshape(-1, z.shape[-1])
+        out = torch.empty(rows.shape[0], dtype=torch.long, device=z.device)
+        step = max(1, (1 << 18) // max(1, rows.shape[1]))  # y_soft a block of rows at a time
+        for s in range(0, rows.shape[0], step):
+            out[s:s + step] = rows[s:s + step].softmax(-1).argmax(-1)
+        return out.view(z.shape[:-1])
+
+
 class PromptedDiscreteVAE(PretrainedMixin, nn.Module):
     """The ACT stage-I autoencoder (official ``ACTPromptedDiscreteVAEwithVIT``)."""
 
@@ -139,6 +171,7 @@ class PromptedDiscreteVAE(PretrainedMixin, nn.Module):
         self.prompt_dropout = nn.Dropout(config.prompt_dropout)
         if config.freeze_teacher:
             self.visual_embed.requires_grad_(False)
+        self.fast = True  # no-grad teacher passes skip the discarded prompt rows (see teacher_features)
 
     def set_fast_path(self, enabled: bool = True) -> "PromptedDiscreteVAE":
         return set_fast_path(self, enabled)
@@ -165,11 +198,18 @@ class PromptedDiscreteVAE(PretrainedMixin, nn.Module):
         return torch.einsum("bgn,nc->bgc", soft_one_hot, self.codebook)  # B G C
 
     def teacher_features(self, sampled: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
-        """Codebook vectors ``[B, G, tokens_dims]`` through the prompted teacher -> ``[B, G, tokens_dims]``."""
+        """Codebook vectors ``[B, G, tokens_dims]`` through the prompted teacher -> ``[B, G, tokens_dims]``.
+
+        Fast path (no grad, deep prompts, our ViT blocks drawing no randomness, nobody hooked
+        into the teacher): :func:`~act_zoo.layers.teacher.deep_prompt_inference`, which skips
+        everything of the prompt rows but their keys and values (their outputs are replaced
+        before the next block). The prompt dropout is drawn exactly as on the reference path."""
         cfg = self.config
         P = cfg.num_prompt_token
         B = sampled.shape[0]
         blocks, final_norm = self.visual_embed[0], self.visual_embed[-1]
+        if self._fast_teacher(sampled):
+            return self._teacher_features_inference(sampled, center)
         pos = self.visual_pos_embed(center)  # B G D
         x = self.proj_pre(sampled)  # B G D
         if P > 0:
@@ -192,6 +232,30 @@ class PromptedDiscreteVAE(PretrainedMixin, nn.Module):
         x = final_norm(x)[:, P:]  # B G D
         return self.proj_post(x)  # B G tokens_dims
 
+    def _fast_teacher(self, x: torch.Tensor) -> bool:
+        cfg = self.config
+        return (self.fast and cfg.num_prompt_token > 0 and cfg.use_deep_prompt and not torch.is_grad_enabled()
+                and not torch.is_autocast_enabled(x.device.type)
+                and all(deterministic_vit_block(b) for b in self.visual_embed[0])
+                and isinstance(self.visual_embed[-1], nn.LayerNorm) and not has_hooks(self.visual_embed))
+
+    @torch.no_grad()
+    def _teacher_features_inference(self, sampled: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+        B = sampled.shape[0]
+        blocks, final_norm = self.visual_embed[0], self.visual_embed[-1]
+        pos = self.visual_pos_embed(center)  # B G D
+        x = self.proj_pre(sampled)  # B G D
+        drop = self.prompt_dropout
+        if drop.training and drop.p > 0:  # per-sample masks, drawn in the reference order
+            tokens = [drop(self.visual_prompt_token.expand(B, -1, -1))]
+            tokens += [drop(self.deep_prompt_tokens[i].expand(B, -1, -1)) for i in range(len(blocks) - 1)]
+        else:  # no draw: one prompt set shared by the batch
+            tokens = [self.visual_prompt_token] + [self.deep_prompt_tokens[i:i + 1] for i in range(len(blocks) - 1)]
+        prompt_pos = [self.visual_prompt_pos] + [self.deep_prompt_pos[i:i + 1] for i in range(len(blocks) - 1)]
+        prompts = [t + p for t, p in zip(tokens, prompt_pos)]  # block i's prompt-row input
+        x = deep_prompt_inference(blocks, x, pos, prompts)  # B G D
+        return self.proj_post(final_norm(x))  # B G tokens_dims
+
     # -- official entry points --------------------------------------------------------------------
     def tokenize(self, points: torch.Tensor) -> torch.Tensor:
         """Deterministic tokens ``LongTensor [B, G]`` (official ``forward_tokenizer``)."""
@@ -209,8 +273,14 @@ class PromptedDiscreteVAE(PretrainedMixin, nn.Module):
         """Official ``forward_tokenizer_features``: hard Gumbel tokens (temperature 1) through
         the teacher, then ``dgcnn_2`` when ``return_global`` -- the stage-II targets."""
         logits = self.token_logits(neighborhood, center)  # B G T
-        one_hot = gumbel_softmax(logits, tau=1.0, hard=True, noise=gumbel_noise)
-        feature = self.teacher_features(self.quantize(one_hot, exact_one_hot=True), center)  # B G C
+        if self.fast and not (torch.is_grad_enabled() and (logits.requires_grad or self.codebook.requires_grad)):
+            # only the hard tokens are used and no gradient flows: the straight-through
+            # one-hot is never formed (its argmax is the argmax of y_soft)
+            sampled = F.embedding(gumbel_argmax(logits, tau=1.0, noise=gumbel_noise), self.codebook)  # B G C
+        else:
+            one_hot = gumbel_softmax(logits, tau=1.0, hard=True, noise=gumbel_noise)
+            sampled = self.quantize(one_hot, exact_one_hot=True)  # B G C
+        feature = self.teacher_features(sampled, center)  # B G C
         return self.dgcnn_2(feature, center) if return_global else feature
 
     def forward_loss(
