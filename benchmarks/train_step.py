@@ -13,7 +13,7 @@ before each path so prompt dropout and drop-path draw the same) of the loss, of 
 gradient, of the BatchNorm running statistics and of the parameters after the AdamW step.
 ``--breakdown`` adds the time per component.
 
-    python benchmarks/train_step.py                        # official DistillConfig(), batch 8, 2 threads
+    python benchmarks/train_step.py                        # official DistillConfig(), batch 16, 2 threads
     python benchmarks/train_step.py --batch 4 --breakdown
     python benchmarks/train_step.py --config small         # ViT-S/16 teacher instead of ViT-B/16
 
@@ -61,6 +61,9 @@ class FlopCount(TorchDispatchMode):
             self.flops += flop_registry[packet](*args, **kwargs, out_val=out)
         elif packet is torch.ops.aten.addmm_:  # residual GEMMs of the in-place streams
             self.flops += 2 * args[1].shape[0] * args[1].shape[1] * args[2].shape[1]
+        elif packet is torch.ops.mkldnn._linear_pointwise:  # oneDNN packed linears (act_zoo.layers.gemm)
+            x = args[0]
+            self.flops += 2 * x.numel() * out.shape[-1]
         elif packet is torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
             q, k = args[0], args[1]
             self.flops += 4 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3]
@@ -202,7 +205,8 @@ class Breakdown:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=sorted(CONFIGS), default="official")
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16,
+                    help="clouds per step (default 16: the per-GPU batch of the official 128-cloud, 8-GPU step)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--breakdown", action="store_true", help="also time each component (interleaved)")

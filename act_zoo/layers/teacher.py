@@ -31,7 +31,7 @@ from torch import nn
 
 from .attention import Attention, Block
 from .drop import DropPath
-from .transformer import _linear_into, _residual_linear_
+from .gemm import linear, residual_linear_
 
 _TINYVIT = re.compile(r"tinyvit_e(\d+)_d(\d+)_h(\d+)")
 _PLAIN_VIT = re.compile(r"vit_(tiny|small|base|large|huge)_patch\d+_\d+(\..+)?")
@@ -248,14 +248,12 @@ def deep_prompt_inference(blocks: Sequence[Block], x: torch.Tensor, pos: torch.T
         v_all[:, :P] = kv[:, :, 1]
         stream.add_(pos)
         h = F.layer_norm(stream, (D,), blk.norm1.weight, blk.norm1.bias, blk.norm1.eps)  # T D
-        _linear_into(h, attn.qkv, qkv)
-        q, k, v = qkv.view(B, G, 3, H, Dh).unbind(2)  # B G H Dh
+        q, k, v = linear(h, attn.qkv, out=qkv).view(B, G, 3, H, Dh).unbind(2)  # B G H Dh
         k_all[:, P:] = k
         v_all[:, P:] = v
         o = attn.attend(q.transpose(1, 2), k_all.transpose(1, 2), v_all.transpose(1, 2))  # B H G Dh
-        _residual_linear_(stream, o.transpose(1, 2).reshape(T, D), attn.proj)
+        residual_linear_(stream, o.transpose(1, 2).reshape(T, D), attn.proj)
         h = F.layer_norm(stream, (D,), blk.norm2.weight, blk.norm2.bias, blk.norm2.eps)  # T D
-        _linear_into(h, blk.mlp.fc1, hidden)
-        torch.ops.aten.gelu_(hidden)
-        _residual_linear_(stream, hidden, blk.mlp.fc2)
+        act = linear(h, blk.mlp.fc1, gelu=True, out=hidden)  # T 4D
+        residual_linear_(stream, act, blk.mlp.fc2)
     return stream.view(B, G, D)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention, Block
+from .gemm import linear, residual_linear_
 
 
 def drop_path_schedule(rate: float, depth: int) -> list[float]:
@@ -93,29 +94,14 @@ class TransformerEncoder(nn.Module):
             attn: Attention = blk.attn
             stream.add_(pos)
             h = F.layer_norm(stream, (C,), blk.norm1.weight, blk.norm1.bias, blk.norm1.eps)  # T C
-            _linear_into(h, attn.qkv, qkv)
-            q, k, v = qkv.view(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # B H N D
+            qkv_ = linear(h, attn.qkv, out=qkv)  # T 3C
+            q, k, v = qkv_.view(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # B H N D
             o = attn.attend(q, k, v).transpose(1, 2).reshape(T, C)  # T C
-            _residual_linear_(stream, o, attn.proj)
+            residual_linear_(stream, o, attn.proj)
             h = F.layer_norm(stream, (C,), blk.norm2.weight, blk.norm2.bias, blk.norm2.eps)  # T C
-            _linear_into(h, blk.mlp.fc1, hidden)
-            torch.ops.aten.gelu_(hidden)
-            _residual_linear_(stream, hidden, blk.mlp.fc2)
+            act = linear(h, blk.mlp.fc1, gelu=True, out=hidden)  # T 4C
+            residual_linear_(stream, act, blk.mlp.fc2)
             yield i, stream.view(B, N, C)
-
-
-def _linear_into(x: torch.Tensor, layer: nn.Linear, out: torch.Tensor) -> None:
-    if layer.bias is None:
-        torch.mm(x, layer.weight.t(), out=out)
-    else:
-        torch.addmm(layer.bias, x, layer.weight.t(), out=out)
-
-
-def _residual_linear_(stream: torch.Tensor, x: torch.Tensor, layer: nn.Linear) -> None:
-    """``stream += layer(x)`` with the add fused into the GEMM."""
-    if layer.bias is not None:
-        stream.add_(layer.bias)
-    stream.addmm_(x, layer.weight.t())
 
 
 class TransformerDecoder(TransformerEncoder):
