@@ -146,7 +146,7 @@ def test_onnx_export_where_supported(model, tmp_path):
 
     x = torch.randn(2, 128, 3)
     path = tmp_path / "enc.onnx"
-    torch.onnx.export(Wrapper(model), (x,), str(path), dynamo=True)
+    torch.onnx.export(Wrapper(model).eval(), (x,), str(path), dynamo=True)
     onnx.checker.check_model(str(path))
     ort = pytest.importorskip("onnxruntime")
     sess = ort.InferenceSession(str(path))

@@ -115,6 +115,9 @@ def test_api_accumulation_amp_and_outputs(tmp_path):
 
     model = act_zoo.from_pretrained(run)  # a run directory loads straight into the registry API
     assert model.config.cls_dim == 3
+    fp16 = train("finetune", load_config("finetune", None, TINY + ["run.max_epoch=0", "run.max_steps=2", "run.batch_size=8",
+                                                           "run.amp=fp16", "vote=0", f"run.out_dir={tmp_path / 'h'}"]))
+    assert fp16["steps"] == 2  # fp16 autocast with a GradScaler (CPU here, CUDA alike)
     with pytest.raises(ValueError, match="not divisible"):
         train("finetune", load_config("finetune", None, TINY + ["run.batch_size=9", "run.accumulate=2",
                                                                 f"run.out_dir={tmp_path / 'x'}"]))
