@@ -27,6 +27,11 @@ cost both paths the same.
 
 from __future__ import annotations
 
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import copy
 import statistics
@@ -34,6 +39,7 @@ import time
 from collections import defaultdict
 
 import torch
+from _common import matmul_peak_gflops, timed  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
@@ -71,19 +77,6 @@ class FlopCount(TorchDispatchMode):
             q, k = args[1], args[2]
             self.flops += 8 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3]
         return out
-
-
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def make_points(batch: int, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -225,7 +218,7 @@ def main() -> None:
 
     def step(fast: bool) -> float:
         model.set_fast_path(fast)
-        return _timed(lambda: train_step(model, opt, points))
+        return timed(lambda: train_step(model, opt, points))
 
     flops = {}
     for name, fast in paths.items():

@@ -360,7 +360,7 @@ class PointDataset(Dataset):
         return index
 
     def __len__(self) -> int:  # pragma: no cover - every reader overrides it
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define __len__")
 
 
 def subsample(
