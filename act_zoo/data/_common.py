@@ -219,14 +219,20 @@ def read_npy_stream(fp: IO[bytes], available: int, path: PathLike) -> np.ndarray
     return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
 
 
-def load_npy(path: PathLike) -> np.ndarray:
-    """Safely load a ``.npy`` file (no pickle, size-checked header); errors name the file."""
+def nonempty_file(path: PathLike) -> tuple[Path, int]:
+    """``(path, size)`` of an existing, non-empty file; otherwise a :class:`DatasetError`."""
     p = Path(path)
     if not p.is_file():
         raise DatasetError(p, "file not found")
     size = p.stat().st_size
     if size == 0:
         raise DatasetError(p, "is empty")
+    return p, size
+
+
+def load_npy(path: PathLike) -> np.ndarray:
+    """Safely load a ``.npy`` file (no pickle, size-checked header); errors name the file."""
+    p, size = nonempty_file(path)
     with open(p, "rb") as fp:
         return read_npy_stream(fp, size, p)
 
@@ -238,11 +244,7 @@ def load_npz(path: PathLike, keys: Iterable[str] | None = None) -> dict[str, np.
         path: the archive.
         keys: the arrays to load (all when None); a missing key is a :class:`DatasetError`.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetError(p, "file not found")
-    if p.stat().st_size == 0:
-        raise DatasetError(p, "is empty")
+    p, _ = nonempty_file(path)
     out: dict[str, np.ndarray] = {}
     try:
         with zipfile.ZipFile(p) as zf:

@@ -13,6 +13,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from ._common import nonempty_file
 from .errors import DatasetError
 
 # (module, name) pairs an array pickle needs; numpy 1.x pickles say numpy.core, 2.x numpy._core
@@ -78,12 +79,7 @@ def load_data_pickle(path: str | Path) -> Any:
     Raises:
         DatasetError: missing, empty, truncated or garbage file, or a disallowed global.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetError(p, "file not found")
-    size = p.stat().st_size
-    if size == 0:
-        raise DatasetError(p, "is empty")
+    p, size = nonempty_file(path)
     try:
         with open(p, "rb") as fp:
             return _ArrayUnpickler(_BoundedReader(fp, size)).load()

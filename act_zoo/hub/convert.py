@@ -98,8 +98,8 @@ def _summarise(items: list[tuple[str, str]], max_keys: int) -> list[tuple[str, s
         return items
     groups: dict[tuple[str, str], int] = {}
     for k, v in items:
-        prefix = k.split(".")[0]
-        groups[(prefix + (".*" if "." in k else ""), v)] = groups.get((prefix + (".*" if "." in k else ""), v), 0) + 1
+        key = (k.split(".")[0] + (".*" if "." in k else ""), v)
+        groups[key] = groups.get(key, 0) + 1
     return [(f"{p} [{n} keys]" if n > 1 else p, v) for (p, v), n in groups.items()]
 
 
