@@ -1,0 +1,69 @@
+"""Parser assembly and the error boundary of the ``act-zoo`` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+logger = logging.getLogger("act_zoo.cli")
+
+# subcommand modules, in the order ``act-zoo --help`` lists them; each defines
+# ``register(subparsers, common)`` and sets ``func`` on its parser
+COMMANDS: tuple[str, ...] = (
+    "act_zoo.cli.models",   # list, info, download, convert
+    "act_zoo.cli.extract",  # extract
+    "act_zoo.cli.train",    # train
+)
+
+
+class CLIError(Exception):
+    """A failure to report as one line, exit code 1."""
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options every subcommand accepts after its name too. ``SUPPRESS`` keeps a value given
+    before the subcommand from being reset by the subparser's default."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log progress details")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars, warnings only")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
+    p = argparse.ArgumentParser(prog="act-zoo", description="ACT point-cloud Transformers: models, weights, features.")
+    p.add_argument("--version", action="version", version=f"act-zoo {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", default=False, help="log progress details")
+    p.add_argument("-q", "--quiet", action="store_true", default=False, help="no progress bars, warnings only")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common_options()
+    for module in COMMANDS:
+        importlib.import_module(module).register(sub, common)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, OSError) as exc:
+        if args.verbose:
+            logger.exception("failed")
+        text = str(exc).strip()
+        lines = text.splitlines()
+        print(f"act-zoo {args.command}: error: {lines[0] if lines else type(exc).__name__}", file=sys.stderr)
+        if len(lines) > 1:
+            print("\n".join("  " + line for line in lines[1:12]), file=sys.stderr)
+        return 1
