@@ -32,6 +32,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "cache_dir",
+    "current_umask",
     "is_offline",
     "metadata_path",
     "offline_reason",
@@ -188,14 +189,30 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; cached files are meant to be readable
     try:
         yield tmp
+        # mkstemp (and safetensors' writer, which replaces the file) create 0600: give the file
+        # the mode any other new file gets, so a cache or run shared through the umask is readable
+        if tmp.is_file():
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting
+    it, which would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022  # the near-universal default where /proc is unavailable (macOS, Windows)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
