@@ -250,7 +250,22 @@ def _check_fewshot(root: Path, opts: CheckOptions, report: CheckReport) -> None:
     for way, shot in settings:
         sizes: dict[str, list[int]] = {"train": [], "test": []}
         read = 0
-        for fold in range(FEWSHOT_FOLDS):
+        folder = next((root / name for name in (f"{way}way_{shot}shot", f"{way}way{shot}shot")
+                       if (root / name).is_dir()), None)
+        if folder is None:
+            report.problem(f"{way}-way {shot}-shot: folder {root / f'{way}way_{shot}shot'} not found")
+            continue
+        folds = [f for f in range(FEWSHOT_FOLDS) if (folder / f"{f}.pkl").is_file() or (folder / f"{f}.npz").is_file()]
+        if len(folds) < FEWSHOT_FOLDS:
+            missing = sorted(set(range(FEWSHOT_FOLDS)) - set(folds))
+            report.problem(f"{way}-way {shot}-shot: folds {missing} missing from {folder} (official: 0.pkl ... 9.pkl)")
+        if not opts.allow_pickle:
+            pickles = [f for f in folds if not (folder / f"{f}.npz").is_file()]
+            if pickles:
+                report.problem(f"{way}-way {shot}-shot: folds {pickles} are pickles ({folder}/*.pkl); convert them once "
+                               f"with act_zoo.data.convert_modelnet_pickle('{folder}') or check with --allow-pickle")
+                folds = [f for f in folds if f not in pickles]
+        for fold in folds:
             for split in ("train", "test"):
                 what = f"{way}-way {shot}-shot fold {fold} {split}"
                 ds = _guard(report, what, lambda split=split, fold=fold: ModelNet40FewShot(
