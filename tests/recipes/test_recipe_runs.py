@@ -35,13 +35,14 @@ RUN = ["--set", "run.max_steps=2", "--set", "run.progress=false",
 TINY_ENCODER = "{embed_dim: 32, depth: 3, num_heads: 2, num_group: 8, group_size: 8, encoder_dims: 32}"
 TINY = {
     "stage1": ["--set", "pretrained_teacher=false", "--set",
-               "model={num_group: 8, group_size: 8, num_tokens: 32, encoder_dims: 32, tokens_dims: 16, "
-               "decoder_dims: 16, num_prompt_token: 4, teacher: {embed_dim: 16, depth: 2, num_heads: 2}}"],
+               ("model={num_group: 8, group_size: 8, num_tokens: 32, encoder_dims: 32, tokens_dims: 16, "
+                "decoder_dims: 16, num_prompt_token: 4, teacher: {embed_dim: 16, depth: 2, num_heads: 2}}")],
     "stage2": ["--set", "model={embed_dim: 32, depth: 3, num_heads: 2, decoder_num_heads: 2, cls_dim: 16}"],
     "finetune": ["--set", f"model={TINY_ENCODER}"],
     "fewshot": ["--set", f"model={TINY_ENCODER}"],
-    "partseg": ["--set", "model={embed_dim: 32, depth: 3, num_heads: 2, num_group: 8, group_size: 8, "
-                "encoder_dims: 32, fetch_idx: [0, 1, 2], fp_dims: [64, 32], head_dims: [32, 16], label_dim: 8}"],
+    "partseg": ["--set", ("model={embed_dim: 32, depth: 3, num_heads: 2, num_group: 8, group_size: 8, "
+                          "encoder_dims: 32, fetch_idx: [0, 1, 2], fp_dims: [64, 32], head_dims: [32, 16], "
+                          "label_dim: 8}")],
 }
 # config fields the tests change; everything else must stay the recipe's
 CHANGED = {"npoints", "model", "run", "init", "teacher", "pretrained_teacher", "data"}

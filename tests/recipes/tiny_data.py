@@ -9,10 +9,9 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from data.builders import cloud, write_fewshot, write_scanobjectnn, write_shapenet55, write_shapenetpart
 
 from act_zoo.data import convert_modelnet_pickle
-
-from data.builders import cloud, write_fewshot, write_scanobjectnn, write_shapenet55, write_shapenetpart
 
 POINTS = 96  # >= 1.2 x the tests' npoints (64): the official FPS pool
 
