@@ -11,7 +11,6 @@ import pytest
 import trimesh
 
 from act_zoo.data import SUPPORTED_EXTENSIONS, DatasetError, read_points
-from act_zoo.data.io import _lzf_decompress
 
 from .builders import pcd_bytes
 
@@ -130,15 +129,6 @@ def test_pcd_ascii_binary_compressed(tmp_path: Path, pts):
         np.testing.assert_allclose(out[:, :3], pts, rtol=1e-6, err_msg=mode)
         np.testing.assert_array_equal(out[:, 3:6], normals)
         np.testing.assert_allclose(out[:, 6:9] * 255, rgb, atol=1e-4, err_msg=mode)
-
-
-def test_lzf_back_references():
-    # literal "ab", then a back reference of length 4 to offset 0 (overlapping): "ababab"
-    assert _lzf_decompress(bytes([1]) + b"ab" + bytes([(2 << 5), 1]), 6, Path("x")) == b"ababab"
-    # a long reference (length code 7 + extra byte): 'a' then 7+3+2=12 copies of it
-    assert _lzf_decompress(bytes([0]) + b"a" + bytes([(7 << 5), 3, 0]), 13, Path("x")) == b"a" * 13
-    with pytest.raises(DatasetError, match="corrupt LZF"):
-        _lzf_decompress(bytes([(2 << 5), 9]), 4, Path("x"))  # reference before the start
 
 
 # ----------------------------------------------------------------------------- sampling
