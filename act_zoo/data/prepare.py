@@ -38,7 +38,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ __all__ = [
     "validate_cloud",
 ]
 
-CloudSource = Union[str, os.PathLike, np.ndarray, torch.Tensor]
+CloudSource = str | os.PathLike | np.ndarray | torch.Tensor
 
 #: a cloud whose input precision (its largest coordinate x the dtype's epsilon) exceeds this
 #: fraction of its radius has lost its shape to rounding: refused rather than normalised
