@@ -76,6 +76,7 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
-def cleanup(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+def cleanup() -> None:
+    """Leave the process group :func:`init_distributed` joined (at the end of a torchrun job)."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
