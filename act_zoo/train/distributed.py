@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,69 @@ def broadcast_object(obj, info: DistInfo):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+class RunningStatsSync:
+    """BatchNorm running statistics under DDP equal to one process running the same
+    micro-batches one after another (the order gradient accumulation uses).
+
+    Plain DDP (``broadcast_buffers=True``) overwrites every rank's statistics with rank 0's at
+    each forward, so they only ever see rank 0's micro-batches. Instead, DDP is built with
+    ``broadcast_buffers=False``, each rank updates its statistics from its own ``A``
+    micro-batches, and after the step the ranks' results are composed in rank order. One
+    momentum update is affine, ``r <- (1-m) r + m x``, so rank ``k``'s ``A`` updates from the
+    common start ``r`` give ``e_k = d r + c_k`` with ``d = (1-m)^A``, and running them in rank
+    order gives ``d^W r + sum_k d^(W-1-k) c_k``; the cumulative average (``momentum=None``)
+    composes as sums. Other buffers are broadcast from rank 0, as DDP would.
+    """
+
+    def __init__(self, model: nn.Module, info: DistInfo, accumulate: int) -> None:
+        self.info, self.A = info, accumulate
+        self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    and m.track_running_stats and m.running_mean is not None]
+        stats = {id(t) for m in self.bns for t in (m.running_mean, m.running_var, m.num_batches_tracked)}
+        self.others = [b for b in model.buffers() if id(b) not in stats]
+        self._start: torch.Tensor | None = None
+        self._count: list[int] = []
+
+    def _flat(self) -> torch.Tensor:
+        return torch.cat([t.detach().double().flatten().cpu() for m in self.bns
+                          for t in (m.running_mean, m.running_var)])
+
+    def begin_step(self) -> None:
+        if self.bns:
+            self._start = self._flat()
+            self._count = [int(m.num_batches_tracked) for m in self.bns]
+
+    def end_step(self) -> None:
+        if not self.info.enabled:
+            return
+        if self.bns:
+            self._compose()
+        for b in self.others:
+            dist.broadcast(b.data, src=0)
+
+    def _compose(self) -> None:
+        W, A, start = self.info.world_size, self.A, self._start
+        local = self._flat().to(self.info.device)  # nccl gathers CUDA tensors, gloo CPU ones
+        ends = [torch.empty_like(local) for _ in range(W)]
+        dist.all_gather(ends, local)
+        ends = [e.cpu() for e in ends]
+        offset = 0
+        for m, n0 in zip(self.bns, self._count):
+            for t in (m.running_mean, m.running_var):
+                k = t.numel()
+                r = start[offset:offset + k]
+                e = [x[offset:offset + k] for x in ends]
+                if m.momentum is None:  # cumulative average: r_end = (n0 r + S_k) / (n0 + A)
+                    total = n0 * r + sum((n0 + A) * ek - n0 * r for ek in e)
+                    out = total / (n0 + W * A)
+                else:
+                    d = (1.0 - m.momentum) ** A
+                    out = d**W * r + sum(d ** (W - 1 - i) * (ek - d * r) for i, ek in enumerate(e))
+                t.data.copy_(out.view_as(t).to(t.dtype))
+                offset += k
+            m.num_batches_tracked.fill_(n0 + W * A)
 
 
 def cleanup() -> None:

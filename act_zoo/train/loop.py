@@ -35,7 +35,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint, select_checkpoint, unwrap
 from .config import OptimConfig, RunConfig, SchedulerConfig
-from .distributed import DistInfo, all_reduce_mean, barrier, broadcast_object, init_distributed
+from .distributed import (
+    DistInfo,
+    RunningStatsSync,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    init_distributed,
+)
 from .monitor import Monitor
 from .optim import CosineSchedule, build_optimizer
 from .rundir import RunDirectory
@@ -193,10 +200,11 @@ class Trainer:
         else:
             self.run_id = uuid.uuid4().hex  # marks this run's checkpoints: pruning touches no other run's
         wrapped: nn.Module = model
-        if dist.enabled:
+        self.stats_sync = RunningStatsSync(model, dist, run.accumulate)
+        if dist.enabled:  # BatchNorm statistics are composed across ranks after each step (RunningStatsSync)
             wrapped = nn.parallel.DistributedDataParallel(
                 model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
-                find_unused_parameters=self.find_unused)
+                find_unused_parameters=self.find_unused, broadcast_buffers=False)
         monitor = Monitor(self.run_dir, tensorboard=run.tensorboard, enabled=dist.is_main)
         monitor.resume_at(state.global_step)
 
@@ -271,6 +279,8 @@ class Trainer:
                         batches: Iterator, epoch: int, step: int) -> dict[str, float]:
         run, dist = self.run, self.dist
         sums: dict[str, float] = {}
+        if dist.enabled:
+            self.stats_sync.begin_step()
         for a in range(run.accumulate):
             batch = next(batches)
             micro = dist.rank * run.accumulate + a
@@ -301,6 +311,7 @@ class Trainer:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if dist.enabled:
+            self.stats_sync.end_step()
             keys = sorted(sums)
             reduced = all_reduce_mean(torch.tensor([sums[k] for k in keys], dtype=torch.float64), dist)
             sums = dict(zip(keys, reduced.tolist()))

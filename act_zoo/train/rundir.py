@@ -37,7 +37,7 @@ class RunDirectoryBusy(RunDirectoryError):
 
 class RunDirectory:
     """Lock and claim a run directory: ``RunDirectory(path).open(resume=..., overwrite=...)``,
-    then :meth:`close` (or use it as a context manager) when the run ends."""
+    then :meth:`close` when the run ends."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -85,9 +85,3 @@ class RunDirectory:
     def close(self) -> None:
         if self._lock.is_locked:
             self._lock.release(force=True)
-
-    def __enter__(self) -> RunDirectory:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -80,8 +80,8 @@ def final(out: Path) -> dict[str, torch.Tensor]:
 
 def assert_same(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k
 
 
 def steps(out: Path) -> list[str]:
