@@ -143,3 +143,18 @@ def test_cli_new_run_refuses_a_used_out_directory_unless_overwrite(tmp_path, cap
     assert main(args + ["--overwrite"]) == 0
     assert main(args + ["--overwrite", "--resume"]) == 1
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_run_train_leaves_the_process_group(monkeypatch):
+    """``cleanup`` runs at the end of every ``act-zoo train`` (torchrun's group is destroyed),
+    even when the command fails."""
+    import torch.distributed as dist
+
+    from act_zoo.cli import main
+
+    destroyed = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda *a, **k: destroyed.append(1))
+    assert main(["train", "finetune", "--print-config"]) == 0
+    assert main(["train", "finetune", "--set", "run.nope=1"]) == 1
+    assert destroyed == [1, 1]
