@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import trimesh
 
 from act_zoo.data import DatasetError, PointCloudFolder, PointCloudList, SyntheticShapes, make_few_shot_splits
 from act_zoo.data import custom as custom_module
 
 from .test_modelnet import ref_pc_normalize
+
+trimesh = pytest.importorskip("trimesh")  # the io extra: the whole module skips without it
 
 
 @pytest.fixture
