@@ -200,7 +200,7 @@ class Trainer:
         else:
             self.run_id = uuid.uuid4().hex  # marks this run's checkpoints: pruning touches no other run's
         wrapped: nn.Module = model
-        self.stats_sync = RunningStatsSync(model, dist, run.accumulate)
+        self.stats_sync = RunningStatsSync(model, dist)
         if dist.enabled:  # BatchNorm statistics are composed across ranks after each step (RunningStatsSync)
             wrapped = nn.parallel.DistributedDataParallel(
                 model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
