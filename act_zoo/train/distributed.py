@@ -127,7 +127,7 @@ class RunningStatsSync:
         steps = [[e - n0 for e, n0 in zip(end[-nb:].tolist(), n0s)] for end in ends]  # updates per rank and module
         offset = 0
         for j, (m, n0) in enumerate(zip(self.bns, n0s)):
-            done = [int(round(s[j])) for s in steps]
+            done = [round(s[j]) for s in steps]
             for t in (m.running_mean, m.running_var):
                 k = t.numel()
                 r = start[offset:offset + k]

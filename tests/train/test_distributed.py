@@ -19,9 +19,12 @@ def test_composed_running_stats_equal_one_process(monkeypatch, momentum):
                          nn.BatchNorm1d(6, momentum=momentum)).double()
     unused = nn.BatchNorm1d(6, momentum=momentum).double()  # a module no micro-batch runs
     base.add_module("unused", unused)
-    forward = lambda m, x: m[3](m[2](m[1](m[0](x))))  # noqa: E731
     ref = copy.deepcopy(base).train()
     ranks = [copy.deepcopy(base).train() for _ in range(W)]
+
+    def forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return m[3](m[2](m[1](m[0](x))))
+
     syncs = [RunningStatsSync(m, DistInfo(rank=i, world_size=W)) for i, m in enumerate(ranks)]
     for step in range(3):
         batches = [torch.randn(5, 4, dtype=torch.float64) * (step + 1) + step for _ in range(W * A)]
@@ -33,7 +36,7 @@ def test_composed_running_stats_equal_one_process(monkeypatch, momentum):
             for a in range(A):
                 forward(m, batches[i * A + a])
         flats = [s._flat() for s in syncs]
-        monkeypatch.setattr(dist, "all_gather", lambda out, t: [o.copy_(f) for o, f in zip(out, flats)])
+        monkeypatch.setattr(dist, "all_gather", lambda out, t, flats=flats: [o.copy_(f) for o, f in zip(out, flats)])
         for s in syncs:
             s._compose()
         for m in ranks:
