@@ -17,12 +17,24 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one value, dotted keys, e.g. --set run.max_epoch=10 --set optim.lr=1e-4")
     p.add_argument("--out", help="run directory (run.out_dir)")
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest intact checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the previous run in --out and start again (a new run refuses a non-empty --out)")
     p.add_argument("--seeds", help="comma-separated seeds: one run per seed, then mean ± std of the final metrics")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from .distributed import cleanup
+
+    try:
+        return _run_train(args)
+    finally:
+        cleanup()  # leave torchrun's process group (a no-op in a plain process)
+
+
+def _run_train(args: argparse.Namespace) -> int:
     from .api import sweep_seeds, train
 
     overrides = list(args.overrides)
@@ -37,10 +49,10 @@ def run_train(args: argparse.Namespace) -> int:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError as exc:
             raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from exc
-        report = sweep_seeds(args.pipeline, cfg, seeds, resume=args.resume)
+        report = sweep_seeds(args.pipeline, cfg, seeds, resume=args.resume, overwrite=args.overwrite)
         for k, v in report["metrics"].items():
             print(f"{k}: {v['mean']:.2f} ± {v['std']:.2f}  (seeds {report['seeds']})")
         return 0
-    summary = train(args.pipeline, cfg, resume=args.resume)
+    summary = train(args.pipeline, cfg, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2, default=str))
     return 0
