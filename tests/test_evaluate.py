@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,8 +124,9 @@ def test_cli_evaluate_as_the_readme_writes_it(shapes, capsys, monkeypatch):
     monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
     root, _ = shapes
     monkeypatch.chdir(root.parent)
-    # README: act-zoo evaluate act_tiny.synthetic10 --data shapes/ --votes 10
-    assert main(["evaluate", "act_tiny.synthetic10", "--data", "shapes/", "--votes", "10"]) == 0
+    command = "act-zoo evaluate act_tiny.synthetic10 --data shapes/ --votes 10"
+    assert command in (Path(__file__).resolve().parents[1] / "README.md").read_text()  # as a user types it
+    assert main(command.split()[1:]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith("accuracy: ") and float(out[-1].split(": ")[1]) >= 80.0, out
     assert any(line.startswith("overall accuracy (10 votes): ") for line in out)

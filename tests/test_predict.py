@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from shape_files import write_shape_folder
 import act_zoo
 from act_zoo.cli import main
 from act_zoo.models import ACTClassifier, ACTEncoder, ClassifierConfig, PointTransformerConfig
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def test_predict_names_the_classes_of_files(embedded, shapes):
 
 
 def test_predict_inputs_batches_and_errors(embedded, shapes, tmp_path):
-    root, written = shapes
+    _, written = shapes
     paths = [p for p, _ in written[:7]]
     one_by_one = act_zoo.predict(embedded, paths, batch_size=1)
     batched = act_zoo.predict(embedded, list(reversed(paths)), batch_size=32)
@@ -93,8 +96,9 @@ def test_cli_predict_as_the_readme_writes_it(shapes, tmp_path, capsys, monkeypat
     monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
     root, written = shapes
     monkeypatch.chdir(root.parent)
-    # README: act-zoo predict act_tiny.synthetic10 shapes/ --top-k 3 --out preds.csv
-    assert main(["predict", "act_tiny.synthetic10", "shapes/", "--top-k", "3", "--out", "preds.csv"]) == 0
+    command = "act-zoo predict act_tiny.synthetic10 shapes/ --top-k 3 --out preds.csv"
+    assert command in README.read_text()  # the README's line, as a user types it
+    assert main(command.split()[1:]) == 0
     cap = capsys.readouterr()
     lines = cap.out.strip().splitlines()
     assert len(lines) == len(written)  # one line per file

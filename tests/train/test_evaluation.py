@@ -8,7 +8,12 @@ import torch
 
 from act_zoo.data.transforms import ScaleAndTranslate
 from act_zoo.models import ACTClassifier, ClassifierConfig
-from act_zoo.train.evaluation import classification_metrics, classify_logits, save_confusion_png, vote_pool_size
+from act_zoo.train.evaluation import (
+    classification_metrics,
+    classify_logits,
+    save_confusion_png,
+    vote_pool_size,
+)
 from act_zoo.train.tasks.common import fps_exact, fps_subset
 
 
