@@ -397,8 +397,13 @@ _WHAT = {"model": "the model (weights fingerprint)", "prepare": "the preparation
          "fields": "the fields written (tokens on/off)", "act_zoo": "the act_zoo version"}
 
 
+#: record entries that do not change features: informative only
+_NOT_COMPARED = frozenset({"source"})
+
+
 def _check_same_meta(recorded: dict[str, Any], now: dict[str, Any], where: Path) -> None:
-    differ = [k for k in sorted(set(recorded) | set(now)) if recorded.get(k) != now.get(k)]
+    keys = sorted((set(recorded) | set(now)) - _NOT_COMPARED)
+    differ = [k for k in keys if recorded.get(k) != now.get(k)]
     if differ:
         detail = "; ".join(f"{_WHAT.get(k, k)}: {_short(recorded.get(k))} recorded, {_short(now.get(k))} now"
                            for k in differ)

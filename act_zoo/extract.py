@@ -499,9 +499,10 @@ def _order_shards(loaded: list[tuple[Path, Any]]) -> list[tuple[Path, Any]]:
             raise ValueError(f"{path}: written with another model or settings than {loaded[0][0]}")
     ranks = sorted(m["shard"]["rank"] for m in metas)
     if ranks != list(range(world)):
+        problems = [f"rank {r} given twice" for r in sorted({r for r in ranks if ranks.count(r) > 1})]
         missing = sorted(set(range(world)) - set(ranks))
-        raise ValueError(f"got shards {ranks} of a {world}-rank run: "
-                         + (f"rank(s) {missing} missing" if missing else "a rank given twice"))
+        problems += [f"rank(s) {missing} missing"] if missing else []
+        raise ValueError(f"got shards {ranks} of a {world}-rank run: {'; '.join(problems)}")
     return [x for _, x in sorted(zip([m["shard"]["rank"] for m in metas], loaded), key=lambda t: t[0])]
 
 
