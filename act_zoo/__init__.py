@@ -36,6 +36,8 @@ _LAZY: dict[str, str] = {
     # features, predictions, evaluation
     "extract_features": "act_zoo.extract",
     "extract_files": "act_zoo.extract",
+    "extract_to": "act_zoo.extract",
+    "load_features": "act_zoo.extract",
     "PointFeatures": "act_zoo.models.common",
     "predict": "act_zoo.prediction",
     "evaluate": "act_zoo.evaluation",

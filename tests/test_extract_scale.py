@@ -22,6 +22,7 @@ from act_zoo.models import ACTEncoder, PointTransformerConfig
 CFG = PointTransformerConfig(embed_dim=32, depth=2, num_heads=2, group_size=8, num_group=16, encoder_dims=32,
                              drop_path_rate=0.0, npoints=128)
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def folder(tmp_path_factory):
 
     from act_zoo.data import SyntheticShapes
 
-    root = tmp_path_factory.mktemp("clouds")
+    root = tmp_path_factory.mktemp("clouds") / "scans"
     sizes = [300] * 8 + [128, 90, 500, 260, 300, 1000, 60, 300, 129]
     shapes = SyntheticShapes(len(sizes), num_points=1000, seed=5)
     rng = np.random.default_rng(1)
@@ -174,11 +175,14 @@ def test_cli_resume_and_workers(folder, tmp_path, capsys, monkeypatch):
     from act_zoo.cli import main
 
     monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
-    out = tmp_path / "feats.npz"
-    assert main(["extract", "act_tiny.synthetic10", str(folder), "--out", str(out), "--workers", "2", "-q"]) == 0
-    assert "wrote" in capsys.readouterr().out
-    assert main(["extract", "act_tiny.synthetic10", str(folder), "--out", str(out), "--resume", "-q"]) == 0
+    monkeypatch.chdir(folder.parent)
+    command = "act-zoo extract act_tiny.synthetic10 scans/ --out feats.npz --skip-bad --resume"
+    assert command in README.read_text()  # the README's line, as a user types it
+    assert main(command.split()[1:]) == 0  # nothing to resume yet: a full run
+    assert "resumed: 0 file(s) done by an earlier run, 17 computed now" in capsys.readouterr().out
+    assert main(command.split()[1:]) == 0
     assert "resumed: 17 file(s) done by an earlier run, 0 computed now" in capsys.readouterr().out
+    out = folder.parent / "feats.npz"
     assert main(["extract", "act_tiny.synthetic10", str(folder / "sub0"), "--out", str(out), "--resume", "-q"]) == 1
     assert "another file list" in capsys.readouterr().err
     assert main(["extract", "act_tiny.synthetic10", str(folder), "--out", str(out), "--workers", "-1"]) == 1
@@ -212,18 +216,19 @@ def _free_port() -> int:
 def test_torchrun_writes_one_shard_per_rank_equal_to_one_process(folder, tmp_path):
     """Two CPU processes under torchrun, as the README shows it (~15 s on 2 busy cores)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ACT_ZOO_OFFLINE": "1"}
-    out = tmp_path / "feats.npz"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-                          "-m", "act_zoo.cli", "extract", "act_tiny.synthetic10", str(folder), "--out", str(out),
-                          "--workers", "1", "-q"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    command = "torchrun --nproc-per-node 2 -m act_zoo.cli extract act_tiny.synthetic10 scans/ --out feats.npz"
+    assert command in README.read_text()  # the README's line, as a user types it (plus a free port)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--master-addr", "127.0.0.1",
+                          "--master-port", str(_free_port()), *command.split()[1:]],
+                         cwd=folder.parent, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
-    shards = sorted(tmp_path.glob("feats.rank*-of-2.npz"))
-    assert [p.name for p in shards] == ["feats.rank0-of-2.npz", "feats.rank1-of-2.npz"] and not out.exists()
+    shards = sorted(folder.parent.glob("feats.rank*-of-2.npz"))
+    assert [p.name for p in shards] == ["feats.rank0-of-2.npz", "feats.rank1-of-2.npz"]
+    assert not list(folder.parent.glob("*.partial"))
     assert "(rank 0 of 2): 8 files" in run.stdout and "(rank 1 of 2): 9 files" in run.stdout
     merged = load_features(shards[::-1])  # any order: put in rank order
     single = load_features(extract_to("act_tiny.synthetic10", folder, tmp_path / "one.npz", device="cpu").path)
-    assert merged.files == single.files == _files(folder)
+    assert [str(folder.parent / f) for f in merged.files] == single.files == _files(folder)  # scans/... as typed
     for key in ("global_feature", "tokens", "centers", "cls"):
         torch.testing.assert_close(getattr(merged.features, key), getattr(single.features, key), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"rank 0 given twice; rank\(s\) \[1\] missing"):
