@@ -285,7 +285,7 @@ def _assemble(cloud: _Cloud, path: Path, keep_normals: bool, keep_colors: bool) 
             raise DatasetError(path, "has no colours (keep_colors=True)")
         _check_finite(cloud.colors, "colours", path)
         cols.append(cloud.colors)
-    return np.concatenate(cols, axis=1).astype(np.float64, copy=False)
+    return (cols[0] if len(cols) == 1 else np.concatenate(cols, axis=1)).astype(np.float64, copy=False)
 
 
 def _scale_colors(colors: np.ndarray) -> np.ndarray:
