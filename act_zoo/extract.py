@@ -23,6 +23,7 @@ contiguous block of the file list and writes ``out`` with a rank suffix (:func:`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -435,7 +436,8 @@ def extract_to(
                         feats.centers = feats.centers.float()
                         store.add({k: getattr(feats, k).numpy() for k in shapes}, kept)
         except BaseException:
-            store.flush()  # the rows computed so far (all before the failure): resume continues after them
+            with contextlib.suppress(Exception):  # keep the rows computed so far (all before the failure):
+                store.flush()  # resume continues after them; the original error is the one to see
             raise
     record = store.finish()
     return ExtractSummary(path, record.files, record.skipped, {k: (len(record.files), *v) for k, v in shapes.items()},
