@@ -1,7 +1,9 @@
 """Point operations: FPS, kNN, grouping and Chamfer distance.
 
-Pure torch by default (CPU and CUDA alike); compiled backends plug in through
-:func:`register_backend` and are selected with :func:`set_backend` or ``ACT_ZOO_OPS``.
+Backends (all exact, identical indices): ``torch`` (pure torch, CPU and CUDA, the reference)
+and ``compiled`` (numba CPU kernels, ``pip install 'act-zoo[fast]'``); others plug in through
+:func:`register_backend`. ``auto`` (default) picks per device; :func:`use_backend`,
+:func:`set_backend` or ``ACT_ZOO_OPS`` choose explicitly (see :mod:`._backend`).
 """
 
 from . import _torch
@@ -10,7 +12,9 @@ from ._backend import (
     get_backend,
     register_backend,
     requested_backend,
+    resolve,
     set_backend,
+    unavailable_reason,
     use_backend,
 )
 from ._checks import tracing
@@ -19,7 +23,17 @@ from .grouping import Patches, group_points
 from .knn import knn
 from .sampling import furthest_point_sample, gather_points
 
-register_backend("torch", lambda: _torch.OPS, priority=-1)
+
+
+def _load_compiled():
+    from ._compiled import load
+
+    return load()
+
+
+register_backend("torch", lambda: _torch.OPS, priority=-1, description="pure torch (reference; every device)")
+register_backend("compiled", _load_compiled, priority=10, devices=("cpu",),
+                 description="numba CPU kernels (pip install 'act-zoo[fast]')")
 
 __all__ = [
     "Patches",
@@ -34,7 +48,9 @@ __all__ = [
     "knn",
     "register_backend",
     "requested_backend",
+    "resolve",
     "set_backend",
     "tracing",
+    "unavailable_reason",
     "use_backend",
 ]

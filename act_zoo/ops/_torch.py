@@ -107,7 +107,7 @@ def knn(ref: torch.Tensor, query: torch.Tensor, k: int) -> tuple[torch.Tensor, t
                 ids[rows] = _exact_smallest(d[rows], k)
                 vals[rows] = d[rows].gather(-1, ids[rows])
         idx[:, s:e] = ids
-        dist[:, s:e] = vals.sqrt_()
+        dist[:, s:e] = vals.double().sqrt_()  # correctly rounded, like CUDA's sqrtf (torch's float32 CPU sqrt is not)
     return dist, idx
 
 
