@@ -205,3 +205,26 @@ def dispatch(op: str, device: torch.device) -> Callable:
         return _load("torch")[op]
     fn = _load(get_backend(device)).get(op)
     return fn if fn is not None else _load("torch")[op]
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    priority: int
+    devices: tuple[str, ...] | None  # where auto may pick it (None: every device)
+    description: str
+    unavailable: str | None  # why it cannot load here; None when it loads
+
+
+def backend_info() -> list[BackendInfo]:
+    """Every registered backend and whether it loads here (loading it if needed)."""
+    return [BackendInfo(n, _REGISTRY[n].priority, _REGISTRY[n].devices, _REGISTRY[n].description,
+                        unavailable_reason(n)) for n in available_backends()]
+
+
+def op_table(device: torch.device | str | None = None) -> list[tuple[str, str, str]]:
+    """``(op, backend, why)`` for every op on ``device`` under the current request."""
+    name, why = resolve(device)
+    table = _load(name)
+    return [(op, name, why) if op in table else (op, "torch", f"{name} has no {op}: torch fallback")
+            for op in OP_NAMES]
