@@ -9,6 +9,9 @@ from act_zoo.cli import main
 
 def test_ops_command_shows_backend_per_device_and_why(capsys, monkeypatch):
     monkeypatch.delenv("ACT_ZOO_OPS", raising=False)
+    assert main(["ops"]) == 0  # as the README types it
+    out = capsys.readouterr().out
+    assert "cpu     furthest_point_sample  compiled  auto: fastest exact backend available for cpu" in out
     assert main(["ops", "--device", "cpu", "--device", "cuda"]) == 0
     out = capsys.readouterr().out
     assert "requested: auto" in out
