@@ -24,7 +24,6 @@ from .knn import knn
 from .sampling import furthest_point_sample, gather_points
 
 
-
 def _load_compiled():
     from ._compiled import load
 

@@ -11,6 +11,7 @@ the kernels without the GIL, so callers may run ops from several threads at once
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import torch
@@ -78,14 +79,23 @@ def _cpu_f32(x: torch.Tensor, name: str) -> torch.Tensor:
     return x.detach().to(torch.float32).contiguous()
 
 
-def _pick(parallel, serial, work: int, tasks: int):
+# Threaded kernels run one at a time: numba's "workqueue" threading layer (its fallback where
+# neither TBB nor OpenMP is present) aborts the process on concurrent launches, and with the
+# other layers two concurrent launches would only oversubscribe the cores. Serial kernels (one
+# cloud per call, the thread-pool pattern) run concurrently, without the GIL.
+_PARALLEL_LOCK = threading.Lock()
+
+
+def _run(parallel, serial, work: int, tasks: int, *args) -> None:
     """The threaded kernel when there is enough work for several threads, else the serial one.
     The threaded one follows torch's intra-op thread count (numba's setting is per thread)."""
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     if n == 1 or tasks == 1 or work < _PARALLEL_MIN_WORK:
-        return serial
-    numba.set_num_threads(n)
-    return parallel
+        serial(*args)
+        return
+    with _PARALLEL_LOCK:
+        numba.set_num_threads(n)
+        parallel(*args)
 
 
 def furthest_point_sample(xyz: torch.Tensor, n: int) -> torch.Tensor:
@@ -94,8 +104,7 @@ def furthest_point_sample(xyz: torch.Tensor, n: int) -> torch.Tensor:
     idx = torch.zeros(B, n, dtype=torch.long)  # B n
     if B == 0 or n <= 1:
         return idx
-    kernel = _pick(_K.fps, _K.fps_serial, B * N * n, B)
-    kernel(pts.numpy(), n, idx.numpy(), TREE_MIN_POINTS, LEAF_SIZE)
+    _run(_K.fps, _K.fps_serial, B * N * n, B, pts.numpy(), n, idx.numpy(), TREE_MIN_POINTS, LEAF_SIZE)
     return idx
 
 
@@ -110,8 +119,8 @@ def knn(ref: torch.Tensor, query: torch.Tensor, k: int) -> tuple[torch.Tensor, t
         return _torch.knn(ref, query, k)
     planes = _cpu_f32(ref, "ref").transpose(1, 2).contiguous()  # B 3 N
     q = _cpu_f32(query, "query")  # B M 3
-    kernel = _pick(_K.knn, _K.knn_serial, B * M * N, B * -(-M // _ROWS_PER_TASK))
-    kernel(planes.numpy(), q.numpy(), k, dist.numpy(), idx.numpy(), _ROWS_PER_TASK)
+    _run(_K.knn, _K.knn_serial, B * M * N, B * -(-M // _ROWS_PER_TASK),
+         planes.numpy(), q.numpy(), k, dist.numpy(), idx.numpy(), _ROWS_PER_TASK)
     return dist, idx
 
 
@@ -125,8 +134,8 @@ def chamfer_nearest(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
     xf, yf = _cpu_f32(x, "x"), _cpu_f32(y, "y")
     for a, b, out in ((xf, yf, idx1), (yf, xf, idx2)):
         rows = a.shape[1]
-        kernel = _pick(_K.nearest, _K.nearest_serial, B * N * M, B * -(-rows // _ROWS_PER_TASK))
-        kernel(a.numpy(), b.transpose(1, 2).contiguous().numpy(), out.numpy(), _ROWS_PER_TASK)
+        _run(_K.nearest, _K.nearest_serial, B * N * M, B * -(-rows // _ROWS_PER_TASK),
+             a.numpy(), b.transpose(1, 2).contiguous().numpy(), out.numpy(), _ROWS_PER_TASK)
     return idx1, idx2
 
 

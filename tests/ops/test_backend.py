@@ -146,3 +146,25 @@ def test_compiled_ops_run_concurrently_from_threads():
         knn = list(pool.map(lambda c: ops.knn(c, c[:, :50], 8)[1], clouds))
     assert all(torch.equal(a, b) for a, b in zip(got, want))
     assert all(torch.equal(a, torch_ops.knn(c, c[:, :50], 8)[1]) for a, c in zip(knn, clouds))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_threaded_and_serial_kernels_match_torch(monkeypatch, threads):
+    from act_zoo.ops import _compiled
+
+    monkeypatch.setattr(_compiled, "_PARALLEL_MIN_WORK", 0)  # threaded kernels even for tiny inputs
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(7)
+        x, y = torch.randn(5, 300, 3, generator=g), torch.randn(5, 70, 3, generator=g)
+        with ops.use_backend("compiled"):
+            for tree_min in (1, 10**9):
+                monkeypatch.setattr(_compiled, "TREE_MIN_POINTS", tree_min)
+                assert torch.equal(ops.furthest_point_sample(x, 40), torch_ops.furthest_point_sample(x, 40))
+            got, want = ops.knn(x, y, 9), torch_ops.knn(x, y, 9)
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+            got, want = _backend.dispatch("chamfer_nearest", x.device)(x, y), torch_ops.chamfer_nearest(x, y)
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    finally:
+        torch.set_num_threads(previous)

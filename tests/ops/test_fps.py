@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 import torch
+from helpers import load_official
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import act_zoo.ops as ops
 from act_zoo.ops import _torch as torch_ops
 from act_zoo.ops import furthest_point_sample
-from helpers import load_official
 from ops.twins import fps_twin
 
 
@@ -103,6 +103,14 @@ def test_fps_half_double_and_non_contiguous_inputs_use_float32_semantics(backend
     assert not strided.is_contiguous()
     assert torch.equal(furthest_point_sample(strided, 16), ref)
     assert torch.equal(furthest_point_sample(pts.transpose(1, 2).contiguous().transpose(1, 2), 16), ref)
+
+
+def test_fps_extreme_coordinates(backend):
+    # squared distances overflow to inf: every running minimum stays at 1e10, ties everywhere
+    g = torch.Generator().manual_seed(5)
+    with np.errstate(over="ignore"):  # the numpy twin overflows the same way
+        _check(torch.randn(2, 60, 3, generator=g) * 1e20, 12)
+    _check(torch.randn(1, 60, 3, generator=g) * 1e-3 + 1e4, 12)  # far from the origin, tiny spread
 
 
 def test_fps_leaves_the_input_untouched_and_ignores_grad(backend):

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from helpers import assert_close, load_official
 
 import act_zoo.ops as ops
-from helpers import assert_close, load_official
 
 
 def test_group_points_matches_official_group_module(backend):

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
-
-from act_zoo.ops import knn
-from act_zoo.ops import _torch as torch_ops
 from helpers import load_official
+
+from act_zoo.ops import _torch as torch_ops
+from act_zoo.ops import knn
 from ops.twins import knn_twin
 
 
