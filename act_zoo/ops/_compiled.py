@@ -11,13 +11,14 @@ the kernels without the GIL, so callers may run ops from several threads at once
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 try:
-    import numba
     from numba import types
 except ImportError as exc:  # exercised where numba is absent
     raise ModuleNotFoundError(f"numba is not installed ({exc}); pip install 'act-zoo[fast]'") from exc
@@ -31,21 +32,19 @@ logger = logging.getLogger(__name__)
 TREE_MIN_POINTS = 8192
 LEAF_SIZE = 128  # tree leaves hold LEAF_SIZE .. 2*LEAF_SIZE - 1 points
 _ROWS_PER_TASK = 16  # kNN / nearest-neighbour queries per parallel task
-# below this many distance evaluations a call stays in the calling thread: waking the
-# thread pool costs more than it saves
+# below this many distance evaluations a call stays in the calling thread: handing work to
+# the thread pool costs more than it saves
 _PARALLEL_MIN_WORK = 1 << 18
 KNN_MAX_K = 128  # larger k (insertion into the kept list grows as k^2) go to the torch backend
 
 _F32_3 = types.Array(types.float32, 3, "C")
 _I64_2 = types.Array(types.int64, 2, "C")
 _I64_3 = types.Array(types.int64, 3, "C")
+_I = types.int64
 _SIGNATURES = {  # the only argument types the wrappers pass: compiled once, then cached
-    "fps": (_F32_3, types.int64, _I64_2, types.int64, types.int64),
-    "fps_serial": (_F32_3, types.int64, _I64_2, types.int64, types.int64),
-    "knn": (_F32_3, _F32_3, types.int64, _F32_3, _I64_3, types.int64),
-    "knn_serial": (_F32_3, _F32_3, types.int64, _F32_3, _I64_3, types.int64),
-    "nearest": (_F32_3, _F32_3, _I64_2, types.int64),
-    "nearest_serial": (_F32_3, _F32_3, _I64_2, types.int64),
+    "fps": (_F32_3, _I, _I64_2, _I, _I, _I, _I),
+    "knn": (_F32_3, _F32_3, _I, _F32_3, _I64_3, _I, _I, _I),
+    "nearest": (_F32_3, _F32_3, _I64_2, _I, _I, _I),
 }
 _K = None  # the kernels module, once compiled
 
@@ -79,23 +78,38 @@ def _cpu_f32(x: torch.Tensor, name: str) -> torch.Tensor:
     return x.detach().to(torch.float32).contiguous()
 
 
-# Threaded kernels run one at a time: numba's "workqueue" threading layer (its fallback where
-# neither TBB nor OpenMP is present) aborts the process on concurrent launches, and with the
-# other layers two concurrent launches would only oversubscribe the cores. Serial kernels (one
-# cloud per call, the thread-pool pattern) run concurrently, without the GIL.
-_PARALLEL_LOCK = threading.Lock()
+# Threads: the kernels release the GIL and take a range of independent tasks, so a call is
+# split into contiguous task ranges run by a small pool of plain Python threads (plus the
+# calling thread), as many as torch's intra-op threads. Measured: numba's own ``parallel=True``
+# (an OpenMP pool) left its threads spinning after every call, which slowed the torch ops that
+# followed ~7x in a CPU training loop; it also aborts forked children (GNU OpenMP) and, under
+# its workqueue layer, concurrent callers. Idle Python threads sleep; the pool is per process.
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
 
 
-def _run(parallel, serial, work: int, tasks: int, *args) -> None:
-    """The threaded kernel when there is enough work for several threads, else the serial one.
-    The threaded one follows torch's intra-op thread count (numba's setting is per thread)."""
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if n == 1 or tasks == 1 or work < _PARALLEL_MIN_WORK:
-        serial(*args)
+def _executor() -> ThreadPoolExecutor:
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():  # a forked child has none of the parent's threads
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="act_zoo_ops")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def _run(kernel, tasks: int, work: int, *args) -> None:
+    """``kernel(*args, t0, t1)`` over tasks ``0 .. tasks-1``, split over torch's intra-op
+    thread count when there is enough work (``work``: distance evaluations) to pay for it."""
+    threads = min(torch.get_num_threads(), tasks)
+    if threads <= 1 or work < _PARALLEL_MIN_WORK:
+        kernel(*args, 0, tasks)
         return
-    with _PARALLEL_LOCK:
-        numba.set_num_threads(n)
-        parallel(*args)
+    bounds = [tasks * i // threads for i in range(threads + 1)]
+    futures = [_executor().submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+    kernel(*args, bounds[0], bounds[1])
+    for f in futures:
+        f.result()
 
 
 def furthest_point_sample(xyz: torch.Tensor, n: int) -> torch.Tensor:
@@ -104,7 +118,7 @@ def furthest_point_sample(xyz: torch.Tensor, n: int) -> torch.Tensor:
     idx = torch.zeros(B, n, dtype=torch.long)  # B n
     if B == 0 or n <= 1:
         return idx
-    _run(_K.fps, _K.fps_serial, B * N * n, B, pts.numpy(), n, idx.numpy(), TREE_MIN_POINTS, LEAF_SIZE)
+    _run(_K.fps, B, B * N * n, pts.numpy(), n, idx.numpy(), TREE_MIN_POINTS, LEAF_SIZE)
     return idx
 
 
@@ -119,8 +133,8 @@ def knn(ref: torch.Tensor, query: torch.Tensor, k: int) -> tuple[torch.Tensor, t
         return _torch.knn(ref, query, k)
     planes = _cpu_f32(ref, "ref").transpose(1, 2).contiguous()  # B 3 N
     q = _cpu_f32(query, "query")  # B M 3
-    _run(_K.knn, _K.knn_serial, B * M * N, B * -(-M // _ROWS_PER_TASK),
-         planes.numpy(), q.numpy(), k, dist.numpy(), idx.numpy(), _ROWS_PER_TASK)
+    _run(_K.knn, B * -(-M // _ROWS_PER_TASK), B * M * N, planes.numpy(), q.numpy(), k, dist.numpy(), idx.numpy(),
+         _ROWS_PER_TASK)
     return dist, idx
 
 
@@ -134,8 +148,8 @@ def chamfer_nearest(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
     xf, yf = _cpu_f32(x, "x"), _cpu_f32(y, "y")
     for a, b, out in ((xf, yf, idx1), (yf, xf, idx2)):
         rows = a.shape[1]
-        _run(_K.nearest, _K.nearest_serial, B * N * M, B * -(-rows // _ROWS_PER_TASK),
-             a.numpy(), b.transpose(1, 2).contiguous().numpy(), out.numpy(), _ROWS_PER_TASK)
+        _run(_K.nearest, B * -(-rows // _ROWS_PER_TASK), B * N * M, a.numpy(),
+             b.transpose(1, 2).contiguous().numpy(), out.numpy(), _ROWS_PER_TASK)
     return idx1, idx2
 
 

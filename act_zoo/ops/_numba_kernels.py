@@ -1,10 +1,11 @@
 """numba kernels of the ``compiled`` ops backend (numpy in, numpy out; no torch here).
 
-Every kernel releases the GIL (``nogil=True``) and threads over independent work with
-``prange``; numba's on-disk cache (``cache=True``) keeps the machine code between runs. All
-kernels live in this one file on purpose: numba keys its cache on the stamp of the source
-file that defines a function, so a kernel that called into another file could run stale code
-after that file changed.
+Every entry point releases the GIL (``nogil=True``) and works on a range of independent tasks
+(clouds, or blocks of queries), so callers thread over disjoint ranges with plain Python
+threads (see ``_compiled``). numba's on-disk cache (``cache=True``) keeps the machine code
+between runs. All kernels live in this one file on purpose: numba keys its cache on the stamp
+of the source file that defines a function, so a kernel that called into another file could
+run stale code after that file changed.
 
 Numerics follow the ``torch`` backend exactly: squared distances are ``(dx*dx + dy*dy) + dz*dz``
 in float32 with ``d = point - centre``, no fused multiply-add (numba's default, no ``fastmath``),
@@ -12,10 +13,11 @@ and every selection breaks ties towards the lower index.
 
 Furthest point sampling has two exact paths:
 
-* ``fps_brute``: per cloud one fused pass per sample (distance, running minimum, maximum),
-  then the first index reaching the maximum; threads over the batch.
-* ``fps_tree``: a QuickFPS-style bound (Han et al., 2023). The cloud is split into a balanced
-  kd-tree whose leaves hold ~``leaf_size`` points stored contiguously. Every node keeps its
+* ``_fps_brute_cloud``: one vectorised pass per sample (distance and running minimum), then
+  the maximum and the first index reaching it.
+* ``_fps_tree_cloud``: a QuickFPS-style bound (Han et al., 2023). The points are sorted along
+  a Morton curve and cut into ``2**depth`` leaves of equal counts (``leaf_size`` to
+  ``2*leaf_size - 1`` points), the leaves of a complete binary tree. Every node keeps its
   bounding box and the largest running minimum below it together with the lowest point index
   reaching it. A new centre only visits nodes whose box can be closer to it than their largest
   running minimum: when ``box_bound(c) >= node_max`` no point below can change (see
@@ -27,7 +29,7 @@ Furthest point sampling has two exact paths:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 _F32_BIG = np.float32(1e10)  # initial running minimum (the official kernel's 1e10)
 _F32_SKIP = np.float32(1e-3)  # a point is skipped when |p|^2 <= 1e-3 in double, i.e. |p|^2 < f32(1e-3)
@@ -305,20 +307,13 @@ def _fps_cloud(pts, n, out, tree_min_points, leaf_size):
         _fps_brute_cloud(pts, n, out)
 
 
-@njit(parallel=True, **_OPTS)
-def fps(pts, n, out, tree_min_points, leaf_size):
-    """``pts [B, N, 3]`` float32 -> ``out [B, n]`` int64, clouds spread over threads.
+@njit(**_OPTS)
+def fps(pts, n, out, tree_min_points, leaf_size, b0, b1):
+    """Clouds ``b0 .. b1-1`` of ``pts [B, N, 3]`` float32 -> ``out [B, n]`` int64.
 
     Clouds of at least ``tree_min_points`` points take the tree path, smaller ones the brute
-    pass; both give the same indices."""
-    for b in prange(pts.shape[0]):
-        _fps_cloud(pts[b], n, out[b], tree_min_points, leaf_size)
-
-
-@njit(**_OPTS)
-def fps_serial(pts, n, out, tree_min_points, leaf_size):
-    """:func:`fps` in the calling thread (one cloud, or callers that run their own threads)."""
-    for b in range(pts.shape[0]):
+    pass; both give the same indices. Callers thread over disjoint cloud ranges."""
+    for b in range(b0, b1):
         _fps_cloud(pts[b], n, out[b], tree_min_points, leaf_size)
 
 
@@ -389,17 +384,11 @@ def _knn_task(ref_planes, query, k, dist, idx, rows_per_task, t):
     _knn_rows(r[0], r[1], r[2], query[b, s:e], k, dist[b, s:e], idx[b, s:e], d)
 
 
-@njit(parallel=True, **_OPTS)
-def knn(ref_planes, query, k, dist, idx, rows_per_task):
-    """``ref_planes [B, 3, N]``, ``query [B, M, 3]`` -> ``dist, idx [B, M, k]`` (threaded)."""
-    for t in prange(query.shape[0] * ((query.shape[1] + rows_per_task - 1) // rows_per_task)):
-        _knn_task(ref_planes, query, k, dist, idx, rows_per_task, t)
-
-
 @njit(**_OPTS)
-def knn_serial(ref_planes, query, k, dist, idx, rows_per_task):
-    """:func:`knn` in the calling thread."""
-    for t in range(query.shape[0] * ((query.shape[1] + rows_per_task - 1) // rows_per_task)):
+def knn(ref_planes, query, k, dist, idx, rows_per_task, t0, t1):
+    """``ref_planes [B, 3, N]``, ``query [B, M, 3]`` -> ``dist, idx [B, M, k]`` for tasks
+    ``t0 .. t1-1`` (a task: ``rows_per_task`` queries of one cloud)."""
+    for t in range(t0, t1):
         _knn_task(ref_planes, query, k, dist, idx, rows_per_task, t)
 
 
@@ -425,15 +414,9 @@ def _nearest_task(a, b_planes, out, rows_per_task, t):
     _nearest_rows(p[0], p[1], p[2], a[bi, s:e], out[bi, s:e], d)
 
 
-@njit(parallel=True, **_OPTS)
-def nearest(a, b_planes, out, rows_per_task):
-    """``a [B, M, 3]``, ``b_planes [B, 3, N]`` -> ``out [B, M]``: index of the nearest ``b`` (threaded)."""
-    for t in prange(a.shape[0] * ((a.shape[1] + rows_per_task - 1) // rows_per_task)):
-        _nearest_task(a, b_planes, out, rows_per_task, t)
-
-
 @njit(**_OPTS)
-def nearest_serial(a, b_planes, out, rows_per_task):
-    """:func:`nearest` in the calling thread."""
-    for t in range(a.shape[0] * ((a.shape[1] + rows_per_task - 1) // rows_per_task)):
+def nearest(a, b_planes, out, rows_per_task, t0, t1):
+    """``a [B, M, 3]``, ``b_planes [B, 3, N]`` -> ``out [B, M]``: index of the nearest ``b``,
+    for tasks ``t0 .. t1-1`` (a task: ``rows_per_task`` rows of one cloud)."""
+    for t in range(t0, t1):
         _nearest_task(a, b_planes, out, rows_per_task, t)

@@ -168,3 +168,33 @@ def test_compiled_threaded_and_serial_kernels_match_torch(monkeypatch, threads):
             assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
     finally:
         torch.set_num_threads(previous)
+
+
+def _child_fps(queue):
+    torch.set_num_threads(2)
+    x = torch.randn(4, 500, 3, generator=torch.Generator().manual_seed(0))
+    with ops.use_backend("compiled"):
+        queue.put(ops.furthest_point_sample(x, 20).tolist())
+
+
+def test_compiled_ops_work_in_a_forked_child_after_the_parent_used_threads(monkeypatch):
+    import multiprocessing as mp
+
+    from act_zoo.ops import _compiled
+
+    monkeypatch.setattr(_compiled, "_PARALLEL_MIN_WORK", 0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(4, 500, 3, generator=torch.Generator().manual_seed(0))
+        with ops.use_backend("compiled"):
+            want = ops.furthest_point_sample(x, 20).tolist()  # the parent's thread pool starts
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_child_fps, args=(queue,))
+        child.start()
+        got = queue.get(timeout=120)
+        child.join(timeout=60)
+        assert child.exitcode == 0 and got == want
+    finally:
+        torch.set_num_threads(previous)
