@@ -53,12 +53,13 @@ def _status_kb(key: str) -> int:
     raise OSError(key)
 
 
-def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Min-of-``repeats`` seconds per method, the methods interleaved (after their first call)."""
+def _interleaved(fns: dict[str, Callable[[], object]], repeats: dict[str, int]) -> dict[str, float]:
+    """Min-of-``repeats[name]`` seconds per method, the methods interleaved (after their first call)."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
+    for r in range(max(repeats.values())):
         for k, fn in fns.items():
-            times[k].append(timed(fn))
+            if r < repeats[k]:
+                times[k].append(timed(fn))
     return {k: min(v) for k, v in times.items()}
 
 
@@ -152,7 +153,8 @@ def bench_fps(device: torch.device, repeats: int) -> None:
             h = min((3, 5, 7, 9), key=lambda h: timed(lambda: fpsample.bucket_fps_kdline_sampling(arr[0], n, h, 0)))
             fns["fps vanilla"] = lambda: [fpsample.fps_sampling(arr[b], n, start_idx=0) for b in range(B)]
             fns["fps kdline"] = lambda h=h: [fpsample.bucket_fps_kdline_sampling(arr[b], n, h, 0) for b in range(B)]
-        t = _interleaved(fns, repeats if N < 50000 else max(2, repeats // 2))
+        # the torch loop on 100k points takes ~1 s a call on a quiet machine: fewer repeats for it
+        t = _interleaved(fns, {k: 2 if k == "torch" and N >= 50000 else repeats for k in fns})
         line = f"{f'{B}x{N}->{n}':>20} " + " ".join(f"{_fmt(t[c]):>11}" for c in cols)
         if fpsample:
             best = backends[-1]
@@ -180,7 +182,7 @@ def bench_pairs(device: torch.device, repeats: int) -> None:
         first = {b: _first_call(fns[b]) for b in backends}
         want = first["torch"][0]
         same = all(torch.equal(first[b][0][1], want[1]) and torch.equal(first[b][0][0], want[0]) for b in backends)
-        t = _interleaved(fns, repeats)
+        t = _interleaved(fns, dict.fromkeys(fns, repeats))
         print(f"{label:>28} " + " ".join(f"{_fmt(t[b]):>11}" for b in backends)
               + f"  {t['torch'] / t[backends[-1]]:7.1f}x  {str(same):>9}  " + _mb([first[b][1] for b in backends]),
               flush=True)
@@ -189,7 +191,7 @@ def bench_pairs(device: torch.device, repeats: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2, help="torch (and compiled) threads (default 2)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="2 repeats, no cold-compile measurement")
     args = ap.parse_args()
     repeats = 2 if args.quick else args.repeats

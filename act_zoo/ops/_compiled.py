@@ -10,6 +10,7 @@ the kernels without the GIL, so callers may run ops from several threads at once
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -99,15 +100,24 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def _run(kernel, tasks: int, work: int, *args) -> None:
-    """``kernel(*args, t0, t1)`` over tasks ``0 .. tasks-1``, split over torch's intra-op
-    thread count when there is enough work (``work``: distance evaluations) to pay for it."""
+    """``kernel(*args, t0, t1)`` over tasks ``0 .. tasks-1``, shared by torch's intra-op thread
+    count (the calling thread included) when there is enough work (``work``: distance
+    evaluations) to pay for it. The range is cut into a few chunks per thread that the
+    threads take in turn, so one slow thread (a busy machine) does not hold up the rest."""
     threads = min(torch.get_num_threads(), tasks)
     if threads <= 1 or work < _PARALLEL_MIN_WORK:
         kernel(*args, 0, tasks)
         return
-    bounds = [tasks * i // threads for i in range(threads + 1)]
-    futures = [_executor().submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, threads)]
-    kernel(*args, bounds[0], bounds[1])
+    chunks = min(tasks, 4 * threads)
+    bounds = [tasks * i // chunks for i in range(chunks + 1)]
+    taken = itertools.count()  # next() on it is atomic under the GIL
+
+    def worker() -> None:
+        while (i := next(taken)) < chunks:
+            kernel(*args, bounds[i], bounds[i + 1])
+
+    futures = [_executor().submit(worker) for _ in range(threads - 1)]
+    worker()
     for f in futures:
         f.result()
 
