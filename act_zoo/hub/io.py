@@ -93,6 +93,17 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file, without reading its tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
 def save_pretrained(
     model: nn.Module,
     save_directory: str | os.PathLike,

@@ -51,7 +51,7 @@ from .io import (
     build_pretrained,
     load_pretrained,
     read_pretrained,
-    read_safetensors,
+    read_safetensors_metadata,
 )
 from .manifest import ManifestError, WeightsRecord, load_records, validate_record
 from .resolve import availability, converted_dir, read_weights, resolve_weights, store_converted  # noqa: F401
@@ -242,10 +242,8 @@ def _from_local(path: Path, *, strict: bool, config: Mapping[str, Any] | None) -
 def _read_local(path: Path) -> tuple[str, Any]:
     """Read a local file, nothing built: ``("act_zoo", (spec, state, where))`` for act_zoo
     safetensors, ``("official", (state dict, source))`` for anything else."""
-    if path.suffix == ".safetensors":
-        _, meta = read_safetensors(path)
-        if "act_zoo_config" in meta:
-            return "act_zoo", read_pretrained(path)
+    if path.suffix == ".safetensors" and "act_zoo_config" in read_safetensors_metadata(path):
+        return "act_zoo", read_pretrained(path)
     sd, _, source = read_checkpoint(path)
     return "official", (sd, source)
 

@@ -221,3 +221,17 @@ def test_offline_message_names_the_exact_path_and_placing_the_file_there_works(
     target.write_bytes(data)
     assert download_url(url, sha256=sha(data), progress=False) == target
     assert server.requests == []
+
+
+def test_converted_folder_of_the_old_layout_is_converted_again(server, online_home: Path) -> None:
+    """A converted folder without a record (older act_zoo) is never trusted: converted again."""
+    url = server.add_file("/tiny.pth", PTH.read_bytes())
+    act_zoo.register_weights(_tiny_record("t_arch.tiny", url))
+    folder = online_home / "converted" / "t_arch.tiny"
+    other = act_zoo.from_official(PTH, TINY_FINETUNE)
+    with torch.no_grad():
+        other.cls_token.add_(1.0)
+    other.save_pretrained(folder)  # plausible files, no record
+    model = act_zoo.create_model("t_arch.tiny", pretrained=True)
+    assert not torch.equal(model.cls_token, other.cls_token)
+    assert cache.read_metadata(folder / "model.safetensors") is not None
