@@ -383,9 +383,7 @@ def from_official(
     if checkpoint is not None:
         sd, layout, where = read_checkpoint(checkpoint)
         where = source or where
-        check_depths(section, tensors=len(sd), where=where)
-        extra = EXTRA_ELEMENTS + sum(os.path.getsize(p) // 2 for p in _referenced_files(section))
-        meta = bounded_meta_build(lambda: builder.build(section), holds=numel(sd), extra=extra, where=where)
+        meta = _bounded_build(builder, section, sd, where)
         builder.load(meta, dict(sd), LoadReport(model_name=name, source=where, layout=list(layout)), strict)
         del meta
         model = builder.build(section)
@@ -403,16 +401,31 @@ def from_official(
     return (model, report) if return_report else model
 
 
-def _referenced_files(section: Mapping[str, Any]) -> list[str]:
-    """Existing files an official config points to (``dvae_config.ckpt``: a teacher loaded
-    beside the checkpoint, so the model may hold that much more than the checkpoint)."""
+def _referenced_files(section: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``(key, path)`` of the files an official config points to (``dvae_config.ckpt``: a teacher
+    loaded beside the checkpoint, so the model may hold that much more than the checkpoint)."""
     out = []
     for key, value in section.items():
         if isinstance(value, Mapping):
-            out += _referenced_files(value)
-        elif key == "ckpt" and isinstance(value, str) and os.path.isfile(value):
-            out.append(value)
+            out += _referenced_files(value, f"{prefix}{key}.")
+        elif key == "ckpt" and isinstance(value, str) and value:
+            out.append((f"{prefix}{key}", value))
     return out
+
+
+def _bounded_build(builder: OfficialBuilder, section: Mapping[str, Any], sd: StateDict, where: str) -> nn.Module:
+    """The meta-device build of ``section``, bounded by ``sd`` plus the files the config names."""
+    check_depths(section, tensors=len(sd), where=where)
+    files = _referenced_files(section)
+    extra = EXTRA_ELEMENTS + sum(os.path.getsize(p) // 2 for _, p in files if os.path.isfile(p))
+    try:
+        return bounded_meta_build(lambda: builder.build(section), holds=numel(sd), tensors=len(sd), extra=extra,
+                                  where=where)
+    except ValueError as exc:
+        missing = [f"{key} {p!r}" for key, p in files if not os.path.isfile(p)]
+        if missing:  # the weights beyond the checkpoint were to come from a file that is not there
+            raise FileNotFoundError(f"{exc}; the config's {', '.join(missing)} does not exist") from None
+        raise
 
 
 # ----------------------------------------------------------------------------------------------

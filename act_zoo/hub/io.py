@@ -217,7 +217,7 @@ def build_pretrained(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor],
     ``state`` holds and checked key by key (shapes, dtypes), then for real. Eval mode."""
     cls, config = spec_to_config(spec, where=where)
     check_depths(config, tensors=len(state), where=where)
-    meta = bounded_meta_build(lambda: cls(config), holds=numel(state), where=where)
+    meta = bounded_meta_build(lambda: cls(config), holds=numel(state), tensors=len(state), where=where)
     load_state_strict(meta, state, source=source, strict=strict)
     del meta
     model = cls(config)

@@ -117,22 +117,30 @@ def numel(state: Mapping[str, torch.Tensor]) -> int:
     return sum(int(v.numel()) for v in state.values() if isinstance(v, torch.Tensor))
 
 
+def _too_large(where: str, holds: int, what: str) -> ValueError:
+    return ValueError(
+        f"{where}: the config describes a model of {what}, but the checkpoint holds {holds:,} elements: "
+        "the config cannot match these weights (check depth, widths, mlp_ratio)"
+    )
+
+
 @contextlib.contextmanager
-def _counting(limit: int, *, where: str, holds: int) -> Iterator[None]:
+def _counting(*, max_elements: int, max_tensors: int, where: str, holds: int) -> Iterator[None]:
+    """Stop a build as soon as it has registered absurdly many elements or tensors. Loose on
+    purpose (a builder may create parts it then discards, e.g. a transformers model's embeddings):
+    it only keeps a hopeless build from running for minutes; the exact check follows the build."""
     owner = threading.get_ident()
-    total = 0
+    elements = tensors = 0
 
     def count(module: nn.Module, name: str, tensor: torch.Tensor | None) -> None:
-        nonlocal total
+        nonlocal elements, tensors
         if tensor is None or threading.get_ident() != owner:
             return
-        total += int(tensor.numel())
-        if total > limit:
-            raise ValueError(
-                f"{where}: the config describes a model of more than {limit:,} elements (stopped at "
-                f"{type(module).__name__}.{name} of shape {list(tensor.shape)}), but the checkpoint holds "
-                f"{holds:,}: the config cannot match these weights (check depth, widths, mlp_ratio)"
-            )
+        elements += int(tensor.numel())
+        tensors += 1
+        if elements > max_elements or tensors > max_tensors:
+            raise _too_large(where, holds, f"more than {elements:,} elements in {tensors:,} tensors (stopped at "
+                                           f"{type(module).__name__}.{name} of shape {list(tensor.shape)})")
 
     from torch.nn.modules import module as _module
 
@@ -148,9 +156,17 @@ def _counting(limit: int, *, where: str, holds: int) -> Iterator[None]:
 
 
 def bounded_meta_build(
-    build: Callable[[], nn.Module], *, holds: int, where: str, extra: int = EXTRA_ELEMENTS
+    build: Callable[[], nn.Module], *, holds: int, tensors: int | None = None, where: str,
+    extra: int = EXTRA_ELEMENTS,
 ) -> nn.Module:
-    """``build()`` on the meta device, stopped with a ``ValueError`` as soon as the model has
-    more than ``holds + extra`` elements (``holds``: what the checkpoint holds)."""
-    with _counting(holds + extra, where=where, holds=holds), torch.device("meta"):
-        return build()
+    """``build()`` on the meta device; a ``ValueError`` when the model has more than
+    ``holds + extra`` elements (``holds``: what the checkpoint holds). A build that registers
+    more than 4x that, or 8x the checkpoint's ``tensors`` (+1000), is stopped while it runs."""
+    limit = holds + extra
+    max_tensors = 8 * tensors + 1000 if tensors is not None else 1 << 62
+    with _counting(max_elements=4 * limit, max_tensors=max_tensors, where=where, holds=holds), torch.device("meta"):
+        model = build()
+    total = sum(int(t.numel()) for t in model.state_dict().values())
+    if total > limit:
+        raise _too_large(where, holds, f"{total:,} elements (at most {extra:,} more are allowed for fresh heads)")
+    return model
