@@ -28,14 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
-from tests.hub.http_server import LocalServer  # noqa: E402
+from tests.hub.http_server import LocalServer
 
 
 class _Endless(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
@@ -56,7 +56,7 @@ def _endless_url() -> tuple[str, socketserver.ThreadingTCPServer]:
 def _run(label: str, fn) -> None:
     try:
         print(f"{label}: {fn()}")
-    except Exception as exc:  # a library failing a case is a result, not a crash
+    except Exception as exc:  # noqa: BLE001 - a library failing a case is a result, not a crash
         print(f"{label}: {type(exc).__name__}: {str(exc)[:100]}")
 
 

@@ -81,6 +81,7 @@ __all__ = [
     "offline_reason",
     "read_entry",
     "read_metadata",
+    "remove_empty_dirs",
     "sha256_file",
     "source_key",
     "verify_entry",

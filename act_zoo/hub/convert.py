@@ -318,7 +318,7 @@ def split_official_config(config: Mapping[str, Any] | str | os.PathLike) -> dict
     if "NAME" not in config:
         raise ValueError("model_config has no NAME (pass the 'model:' section of an official yaml)")
     if not isinstance(config["NAME"], str):
-        raise ValueError(f"model_config NAME must be a string, got {config['NAME']!r}")
+        raise ValueError(f"model_config NAME must be a string, got {config['NAME']!r}")  # noqa: TRY004
     return dict(config)
 
 

@@ -74,7 +74,7 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 10 * 1000**3
 MAX_DOWNLOAD_ENV = "ACT_ZOO_MAX_DOWNLOAD_BYTES"
 RETRY_HTTP_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.I)
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 # connection problems worth retrying (HTTPError, a URLError subclass, is handled before these)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -373,12 +373,18 @@ def cached_file(entry: Entry, name: str | None, *, source: str, sha256: str | No
         reason = problems[0] if problems else f"{path} has sha256 {want}, {sha256} is expected"
     elif name and path.is_file():
         observed = sha256_file(path)
-        if sha256 is None or observed == sha256:
+        try:
+            check_payload(path, name=name)
+        except PayloadError as exc:
+            reason = f"{path} was placed there by hand but is not a usable {name}: {exc}"
+        else:
+            if sha256 is not None and observed != sha256:
+                reason = f"{path} has sha256 {observed}, {sha256} is expected"
+        if reason is None:
             write_entry(entry, files=[name], known={name: observed}, source=source, url=None, name=name,
                         expected_sha256=sha256, verified=sha256 is not None, placed_by_hand=True)
             logger.info("Using %s, placed in the cache by hand (sha256 %s recorded)", path, observed)
             return path
-        reason = f"{path} has sha256 {observed}, {sha256} is expected"
     if is_offline():
         if reason is not None:
             raise ChecksumError(
@@ -414,10 +420,10 @@ def fetch_into(
         entry.lock.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(entry.lock)):
             record = read_entry(entry)
-            if record is not None and name in record["files"] and not verify_entry(entry, [name]):
-                if sha256 is None or record["files"][name].get("sha256") == sha256:
-                    logger.info("Using %s (downloaded by another process)", final)
-                    return final
+            done = record is not None and name in record["files"] and not verify_entry(entry, [name])
+            if done and (sha256 is None or record["files"][name].get("sha256") == sha256):
+                logger.info("Using %s (downloaded by another process)", final)
+                return final
             if entry.part.exists():
                 logger.info("Resuming %s from byte %d if unchanged", url, entry.part.stat().st_size)
             logger.info("Downloading %s to %s", url, final)

@@ -46,12 +46,7 @@ def server():
 @pytest.fixture
 def online_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh cache, online, no retry delay, no proxy for 127.0.0.1, a fresh registry."""
-    from act_zoo.hub import registry
-
-    try:
-        from act_zoo.hub import http_fetch as http
-    except ImportError:  # the layout before the transports were split (kept so old code can be tested)
-        from act_zoo.hub import download as http
+    from act_zoo.hub import http_fetch, registry
 
     root = tmp_path / "act_zoo_home"
     monkeypatch.setenv("ACT_ZOO_HOME", str(root))
@@ -59,7 +54,7 @@ def online_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(http, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(http_fetch, "RETRY_BACKOFF_S", 0.0)
     registry.reset_registry()
     yield root
     registry.reset_registry()

@@ -235,3 +235,15 @@ def test_converted_folder_of_the_old_layout_is_converted_again(server, online_ho
     model = act_zoo.create_model("t_arch.tiny", pretrained=True)
     assert not torch.equal(model.cls_token, other.cls_token)
     assert cache.read_metadata(folder / "model.safetensors") is not None
+
+
+def test_a_hand_placed_file_must_be_usable(server, online_home: Path, monkeypatch) -> None:
+    url = server.add_file("/h/ckpt.pth", PTH.read_bytes())
+    target = cache.download_entry(url).file("ckpt.pth")
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"<html><body>Sign in</body></html>")  # what a browser saved
+    monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
+    with pytest.raises(ChecksumError, match="not a usable ckpt.pth"):
+        download_url(url, progress=False)
+    monkeypatch.delenv("ACT_ZOO_OFFLINE")
+    assert download_url(url, progress=False).read_bytes() == PTH.read_bytes()

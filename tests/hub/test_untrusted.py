@@ -259,3 +259,17 @@ def test_convert_prints_one_line_not_a_traceback(tmp_path: Path, capsys) -> None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("act-zoo convert: error:") and "incomplete.pth" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_one_prefix_stripping_helper_with_its_collision_check(tmp_path: Path) -> None:
+    """A bare safetensors holding ``module.cls_token`` and ``cls_token``: before, the registry's own
+    copy of the prefix stripping silently kept one of the two."""
+    from safetensors.torch import save_file
+
+    sd, _, _ = read_checkpoint(PTH)
+    state = {k: v.contiguous() for k, v in sd.items()}
+    state["module.cls_token"] = state["cls_token"] + 1
+    bad = tmp_path / "both.safetensors"
+    save_file(state, str(bad))
+    with pytest.raises(ValueError, match=r"both\.safetensors.*'cls_token' appears both"):
+        act_zoo.from_pretrained(bad, config=TINY_FINETUNE)
