@@ -80,7 +80,7 @@ def stratified_split(
             idx = idx[np.argsort(np.asarray([keys[i] for i in idx], dtype=object), kind="stable")]
         rng = np.random.default_rng([int(seed), zlib.crc32(names[int(c)].encode("utf-8"))])
         idx = idx[rng.permutation(len(idx))]
-        k = min(max(1, int(round(fraction * len(idx)))), len(idx) - 1)
+        k = min(max(1, round(fraction * len(idx))), len(idx) - 1)
         held.append(idx[:k])
         kept.append(idx[k:])
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
@@ -142,9 +142,9 @@ class FileSubset(Dataset):
         if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n):
             raise IndexError(f"subset indices must be in 0..{n - 1}")
         self.label_map = None if label_map is None else np.asarray(label_map, dtype=np.int64)
-        base_labels = np.asarray(getattr(dataset, "labels"), dtype=np.int64)[self.indices]
+        base_labels = np.asarray(dataset.labels, dtype=np.int64)[self.indices]  # type: ignore[attr-defined]
         self.labels = base_labels if self.label_map is None else self.label_map[base_labels]
-        self.classes: list[str] = list(classes if classes is not None else getattr(dataset, "classes"))
+        self.classes: list[str] = list(classes if classes is not None else dataset.classes)  # type: ignore[attr-defined]
         self.samples: list[tuple[Path, int]] = [
             (Path(dataset.samples[i][0]), int(lab))  # type: ignore[attr-defined]
             for i, lab in zip(self.indices.tolist(), self.labels.tolist())

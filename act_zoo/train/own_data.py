@@ -73,12 +73,12 @@ class FinetunePlan:
             f"  data: {sp.root}: {len(sp.classes)} classes ({', '.join(sp.classes)})",
             f"  split: {sp.split_text()}",
             f"  head: {s['head']}",
-            f"  epochs {s['epochs']}{mark['epochs']}, batch {cfg.run.batch_size}{mark['batch']}, "
-            f"lr {cfg.optim.lr:.3g}{mark['lr']} ({cfg.optim.name}, weight decay {cfg.optim.weight_decay:g}), "
-            f"warm-up {cfg.scheduler.warmup_epochs} epochs{mark['warmup']}, {cfg.scheduler.name} schedule",
+            (f"  epochs {s['epochs']}{mark['epochs']}, batch {cfg.run.batch_size}{mark['batch']}, "
+             f"lr {cfg.optim.lr:.3g}{mark['lr']} ({cfg.optim.name}, weight decay {cfg.optim.weight_decay:g}), "
+             f"warm-up {cfg.scheduler.warmup_epochs} epochs{mark['warmup']}, {cfg.scheduler.name} schedule"),
             f"  frozen: {FROZEN.get(m.transfer_type, m.transfer_type)}",
-            f"  evaluation: every {cfg.run.val_every} epoch(s) on the {sp.eval_name} split; final report with and "
-            f"without {cfg.vote}-vote averaging",
+            (f"  evaluation: every {cfg.run.val_every} epoch(s) on the {sp.eval_name} split; final report with and "
+             f"without {cfg.vote}-vote averaging"),
             "  change any value with --set KEY=VALUE (e.g. --set optim.lr=1e-4); --print-config shows them all",
         ]
         if sp.skipped:

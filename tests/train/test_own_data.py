@@ -17,6 +17,7 @@ from act_zoo.train.tasks.finetune import FinetuneTask
 from .own_data_builders import TINY_ENCODER, save_tiny_encoder, write_shapes
 
 FAST = ["run.tensorboard=false", "vote=0"]
+TINY_MODEL = "model={embed_dim: 32, depth: 1, num_heads: 2, encoder_dims: 32, group_size: 8, num_group: 8"
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +149,7 @@ def test_cls_dim_smaller_than_the_labels_is_an_error_before_any_step(shapes3, ti
     for data in (["data.dataset=synthetic", "data.num_classes=4", "data.num_samples=8"],
                  ["data.dataset=folder", f"data.root={shapes3}"]):
         cfg = load_config("finetune", None, data + [
-            "npoints=64", f"run.out_dir={tmp_path / 'g'}", "model={embed_dim: 32, depth: 1, num_heads: 2, "
-            "encoder_dims: 32, group_size: 8, num_group: 8, cls_dim: 2}"])
+            "npoints=64", f"run.out_dir={tmp_path / 'g'}", TINY_MODEL + ", cls_dim: 2}"])
         with pytest.raises(ValueError, match=r"model\.cls_dim=2 is smaller than the [34] classes"):
             train("finetune", cfg)
     assert not (tmp_path / "g" / "checkpoints").exists()
@@ -164,8 +164,7 @@ def test_a_label_beyond_the_head_is_a_clear_error_not_an_index_error(tmp_path):
             return torch.randn(80, 3), 3
 
     cfg = load_config("finetune", None, ["npoints=64", f"run.out_dir={tmp_path}", "run.batch_size=4", *FAST,
-                                         "run.progress=false", "model={embed_dim: 32, depth: 1, num_heads: 2, "
-                                         "encoder_dims: 32, group_size: 8, num_group: 8, cls_dim: 3}"])
+                                         "run.progress=false", TINY_MODEL + ", cls_dim: 3}"])
     with pytest.raises(ValueError, match=r"label 3 is out of range for a head with model\.cls_dim=3"):
         train("finetune", cfg, train_set=Labelled(), test_set=Labelled())
 

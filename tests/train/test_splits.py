@@ -56,9 +56,8 @@ def test_overlap_is_the_same_file_by_path_or_link(tmp_path):
 
 
 class _Files(torch.utils.data.Dataset):
-    classes = ["x", "y", "z"]
-
     def __init__(self):
+        self.classes = ["x", "y", "z"]
         self.labels = np.array([0, 1, 2, 1])
         self.samples = [(f"f{i}", int(lab)) for i, lab in enumerate(self.labels)]
 

@@ -101,9 +101,7 @@ def read_all(dataset: _Preloaded, *, progress: bool, what: str) -> tuple[list[in
         try:
             dataset.load(i)
         except (DatasetError, ValueError, OSError) as exc:  # an ImportError (missing extra) is not a bad file
-            reason = str(exc)
-            prefix = f"{path}: "
-            bad.append((str(path), reason[len(prefix):] if reason.startswith(prefix) else reason))
+            bad.append((str(path), str(exc).removeprefix(f"{path}: ")))
         else:
             good.append(i)
     return good, bad
@@ -202,7 +200,7 @@ def build_file_splits(data: DataConfig, *, npoints: int, seed: int, progress: bo
         raise ValueError("nothing to evaluate on: the validation split is 0 and no test set is given; hold out a "
                          "validation split (--val-split 0.2 / data.val_split) or give a test set "
                          "(--test-data DIR / data.test_root)")
-    pool = data.points_per_cloud or int(math.ceil(1.2 * npoints))
+    pool = data.points_per_cloud or math.ceil(1.2 * npoints)
     full = _Preloaded(open_file_dataset(data.root, num_points=pool, seed=seed))
     classes = list(full.classes)
     good, bad = read_all(full, progress=progress, what="training")
