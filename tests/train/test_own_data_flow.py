@@ -1,5 +1,6 @@
 """README "Your own data", walked as a new user would: a folder of 4 classes x 30 files (.ply and
-.npy), the README's fine-tune command exactly as written, then its Python reload.
+.npy), the README's commands exactly as written (fine-tune, evaluate on new files, predict them by
+class name), then its Python reload and predict.
 
 About 40-60 s on 2 CPU cores (10 epochs of 6 steps of the embedded act_tiny model)."""
 
@@ -32,17 +33,18 @@ def _blocks(section: str, lang: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_readme_own_data_flow_finetunes_reloads_and_keeps_the_split_honest(tmp_path, monkeypatch, capsys):
+def test_readme_own_data_flow_finetune_evaluate_predict_reload(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     files = write_shapes(tmp_path / "shapes", per_class=30, classes=["box", "cone", "cylinder", "sphere"])
     assert {p.suffix for p in files} == {".ply", ".npy"} and len(files) == 120
+    new = write_shapes(tmp_path / "new_shapes", per_class=5, classes=["box", "cone", "cylinder", "sphere"], seed=99)
     section = _section("Your own data")
-    commands = [line for block in _blocks(section, "bash") for line in block.splitlines()
-                if line.startswith("act-zoo train finetune")]
-    assert len(commands) == 1, commands
-    argv = shlex.split(commands[0])
+    commands = [shlex.split(line.split("#", 1)[0]) for block in _blocks(section, "bash") for line in block.splitlines()
+                if line.startswith("act-zoo ")]
+    assert [c[1] for c in commands] == ["train", "evaluate", "predict"], commands
+
     t0 = time.time()
-    assert main(argv[1:]) == 0
+    assert main(commands[0][1:]) == 0  # act-zoo train finetune --data shapes --init act_tiny.pretrain ...
     elapsed = time.time() - t0
     out = capsys.readouterr()
     assert "fine-tuning act_tiny.pretrain -> runs/shapes" in out.err  # the plan, printed first
@@ -51,6 +53,20 @@ def test_readme_own_data_flow_finetunes_reloads_and_keeps_the_split_honest(tmp_p
     assert last.startswith("validation accuracy: "), out.out
     acc = float(last.split(": ")[1])
     assert acc >= 50.0, out.out  # chance is 25 %; seeds 0-2 give 71-83 %
+
+    assert main(commands[1][1:]) == 0  # act-zoo evaluate runs/shapes --data new_shapes
+    report = capsys.readouterr().out.strip().splitlines()
+    assert report[-1].startswith("accuracy: ") and float(report[-1].split(": ")[1]) >= 50.0, report
+    assert (tmp_path / "confusion_matrix.png").is_file()
+
+    assert main(commands[2][1:]) == 0  # act-zoo predict runs/shapes new_shapes --top-k 2
+    rows = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(rows) == 20 and all(len(r) == 5 for r in rows)
+    names = {"box", "cone", "cylinder", "sphere"}
+    assert all(r[1] in names and r[3] in names and r[1] != r[3] and float(r[2]) >= float(r[4]) for r in rows)
+    right = sum(Path(r[0]).parent.name == r[1] for r in rows)
+    assert right >= 10, rows  # new files by class name, chance is 5 of 20
+    assert {Path(r[0]).resolve() for r in rows} == {p.resolve() for p in new}
 
     run = tmp_path / "runs" / "shapes"
     summary = json.loads((run / "summary.json").read_text())
@@ -69,6 +85,7 @@ def test_readme_own_data_flow_finetunes_reloads_and_keeps_the_split_honest(tmp_p
         exec(code, scope)  # noqa: S102 - the README's reload, as written
     model = scope["model"]
     assert printed.getvalue().strip() == "['box', 'cone', 'cylinder', 'sphere']"
+    assert [p.label for p in scope["preds"]] == [r[1] for r in rows]  # Python predict = act-zoo predict
     assert model.class_names == ["box", "cone", "cylinder", "sphere"]
     assert model.cls_head_finetune[-1].out_features == 4 and model.config.cls_dim == 4
     assert (model.config.embed_dim, model.config.depth, model.config.npoints) == (96, 4, 512)  # from act_tiny.pretrain
