@@ -267,3 +267,35 @@ def test_python_finetune_returns_the_summary(shapes3, tiny_init, tmp_path):
                        overrides={"run": {"tensorboard": False}, "vote": 0})
     assert summary["epochs_run"] == 1 and summary["settings"]["epochs"] == 1
     assert summary["init"].startswith(tiny_init)
+
+
+def test_a_csv_list_and_a_json_test_list_work_like_folders(shapes3, tiny_init, tmp_path):
+    files = sorted(shapes3.rglob("*.*"))
+    (tmp_path / "train.csv").write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in files))
+    test = write_shapes(tmp_path / "t", per_class=1, classes=3, points=80, seed=9)
+    (tmp_path / "test.json").write_text(json.dumps([[str(p), p.parent.name] for p in test]))
+    plan = _plan(tmp_path / "train.csv", tiny_init, tmp_path, test_data=tmp_path / "test.json")
+    sp = plan.splits
+    assert plan.config.data.dataset == "list" and sp.classes == ["box", "cylinder", "sphere"]
+    assert (len(sp.train), len(sp.val), len(sp.test)) == (15, 3, 3)
+    assert [sp.classes[lab] for lab in sp.test.labels] == [p.parent.name for p, _ in sp.test.samples]
+    (tmp_path / "leak.json").write_text(json.dumps([[str(files[0]), files[0].parent.name]]))
+    with pytest.raises(SplitError, match="1 test file is also in the training set"):
+        _plan(tmp_path / "train.csv", tiny_init, tmp_path, test_data=tmp_path / "leak.json")
+
+
+def test_pretraining_on_a_folder_needs_no_classes(tmp_path):
+    from act_zoo.train.config import DataConfig
+    from act_zoo.train.tasks.files import build_file_splits
+
+    write_shapes(tmp_path / "scans", per_class=5, classes=1, points=80)
+    sp = build_file_splits(DataConfig(dataset="folder", root=str(tmp_path / "scans")), npoints=64, seed=0,
+                           labelled=False)
+    assert (len(sp.train), len(sp.val)) == (4, 1)
+
+
+def test_quiet_turns_the_trainers_progress_bars_off(capsys):
+    assert main(["train", "finetune", "--print-config", "-q"]) == 0
+    assert "progress: false" in capsys.readouterr().out
+    assert main(["train", "finetune", "--print-config"]) == 0
+    assert "progress: true" in capsys.readouterr().out

@@ -53,7 +53,7 @@ def build_dataset(data: DataConfig, *, split: str, npoints: int, labelled: bool,
     if name == "shapenetpart":
         return D.ShapeNetPart(_need_root(data), split="trainval" if split == "train" else split, npoints=npoints, seed=seed)
     if name in FILE_DATASETS:  # never the training files for evaluation: a held-out split or test_root
-        splits = build_file_splits(data, npoints=npoints, seed=seed)
+        splits = build_file_splits(data, npoints=npoints, seed=seed, labelled=labelled)
         return splits.train if split == "train" else splits.eval_set
     raise ValueError(f"unknown dataset {name!r}")
 
@@ -75,7 +75,7 @@ class DatasetsMixin:
         """The checked splits of a ``folder`` / ``list`` dataset (built once), else None."""
         if self._file_splits is None and self.cfg.data.dataset in FILE_DATASETS:
             self._file_splits = build_file_splits(self.cfg.data, npoints=self.cfg.npoints, seed=self.cfg.run.seed,
-                                                  progress=self.cfg.run.progress)
+                                                  progress=self.cfg.run.progress, labelled=self.labelled)
         return self._file_splits
 
     def _build(self, split: str) -> Dataset:

@@ -189,8 +189,10 @@ def resolve_val_fraction(data: DataConfig) -> float:
     return float(data.val_split)
 
 
-def build_file_splits(data: DataConfig, *, npoints: int, seed: int, progress: bool = False) -> FileSplits:
-    """Open, read, check and split ``data.root`` (+ ``data.test_root``); see the module docstring."""
+def build_file_splits(data: DataConfig, *, npoints: int, seed: int, progress: bool = False,
+                      labelled: bool = True) -> FileSplits:
+    """Open, read, check and split ``data.root`` (+ ``data.test_root``); see the module docstring.
+    ``labelled=False`` (pretraining: the folders only group files) skips the class checks."""
     if not data.root:
         raise ValueError(f"data.root is required for dataset {data.dataset!r} (a class-per-folder tree or a list)")
     fraction = resolve_val_fraction(data)
@@ -211,11 +213,11 @@ def build_file_splits(data: DataConfig, *, npoints: int, seed: int, progress: bo
     labels = np.asarray(full.labels, dtype=np.int64)[good]
     counts = np.bincount(labels, minlength=len(classes))
     empty = [c for c, k in zip(classes, counts) if k == 0]
-    if empty:
+    if empty and labelled:
         raise ValueError(f"{data.root}: class{'es' * (len(empty) > 1)} {empty} "
                          f"{'have' if len(empty) > 1 else 'has'} no readable files; add files or remove "
                          f"{'them' if len(empty) > 1 else 'it'} (every class needs training examples)")
-    if len(classes) < 2:
+    if len(classes) < 2 and labelled:
         raise ValueError(f"{data.root}: a classifier needs at least 2 classes, found {len(classes)} ({classes}); "
                          "put each class's files in its own sub-folder (root/<class>/<files>)")
     root_dir = Path(data.root) if Path(data.root).is_dir() else Path(data.root).parent
