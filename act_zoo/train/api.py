@@ -75,3 +75,6 @@ def sweep_seeds(pipeline: str, cfg: Any, seeds: list[int], *, resume: bool = Fal
     base.mkdir(parents=True, exist_ok=True)
     (base / "seeds_summary.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+__all__ = ["finetune", "make_task", "plan_finetune", "sweep_seeds", "train"]

@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from ...data.transforms import RotateY, ScaleAndTranslate
 from ...models import ACTClassifier
 from ..config import FinetuneConfig
-from ..loop import StepContext
 from ..evaluation import classify_logits
+from ..loop import StepContext
 from .common import DatasetsMixin, accuracy_metrics, fps_subset, init_encoder, load_encoder_into
 from .files import FileSplits
 
