@@ -62,14 +62,14 @@ def run_finetune_data(args: argparse.Namespace) -> int:
                          val_split=0.2 if args.val_split is None else args.val_split, test_data=args.test_data,
                          skip_bad=args.skip_bad, overrides=list(args.overrides), config=args.config,
                          progress=not quiet)
-    if args.print_config:
-        print(dump_config(plan.config), end="")
-        return 0
-    if quiet:
+    if quiet or args.print_config:
         for note in plan.notes:
             print(f"warning: {note}", file=sys.stderr)
     else:
         print(plan.describe(), file=sys.stderr, flush=True)
+    if args.print_config:
+        print(dump_config(plan.config), end="")
+        return 0
     summary = run_plan(plan, resume=args.resume)
     splits = plan.splits
     print(f"saved {out} (act_zoo.from_pretrained({str(out)!r}); card {out}/README.md, report {out}/summary.json, "

@@ -71,6 +71,7 @@ def test_init_none_trains_from_scratch_only_when_asked_and_says_so(shapes3, tmp_
     assert main(args) == 0
     out = capsys.readouterr()
     assert "init: null" in out.out and "embed_dim: 32" in out.out
+    assert out.err.startswith("warning: training FROM SCRATCH (--init none)")
 
 
 def test_generic_trainer_names_the_architecture_fields_to_match(tiny_init, tmp_path):
