@@ -70,7 +70,7 @@ def run_finetune_data(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_config(plan.config), end="")
         return 0
-    summary = run_plan(plan, resume=args.resume)
+    summary = run_plan(plan, resume=args.resume, overwrite=bool(getattr(args, "overwrite", False)))
     splits = plan.splits
     print(f"saved {out} (act_zoo.from_pretrained({str(out)!r}); card {out}/README.md, report {out}/summary.json, "
           f"files of each split {out}/splits.json)")

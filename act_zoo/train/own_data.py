@@ -294,12 +294,14 @@ def plan_finetune(
                         notes=notes)
 
 
-def run_plan(plan: FinetunePlan, *, resume: bool = False) -> dict[str, Any]:
-    """Train a planned run; returns the summary (also ``RUN/summary.json``)."""
+def run_plan(plan: FinetunePlan, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train a planned run; returns the summary (also ``RUN/summary.json``). ``resume`` /
+    ``overwrite`` are the trainer's run-directory options (passed on only when set)."""
     from .api import train
 
+    run_dir = {"overwrite": True} if overwrite else {}
     return train("finetune", plan.config, resume=resume, init_model=plan.init_model, file_splits=plan.splits,
-                 run_info={"settings": plan.settings, "notes": plan.notes})
+                 run_info={"settings": plan.settings, "notes": plan.notes}, **run_dir)
 
 
 def finetune(
@@ -315,6 +317,7 @@ def finetune(
     config: str | Path | None = None,
     progress: bool = True,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune an ACT classifier on your own files; returns the run summary.
 
@@ -335,6 +338,7 @@ def finetune(
         config: a YAML file of overrides (below ``overrides``).
         progress: progress bars (tqdm; silent when not a terminal).
         resume: continue the run in ``out`` from its last checkpoint.
+        overwrite: replace a previous run in ``out`` (the trainer's run-directory option).
 
     The plan (defaults, split, head) is logged at INFO; training from scratch and the fate of
     an init classifier's head are logged as warnings. :func:`plan_finetune` returns the plan
@@ -346,7 +350,7 @@ def finetune(
         logger.warning(note)
     logger.info("%s", plan.describe())
     logger.debug("resolved config:\n%s", dump_config(plan.config))
-    return run_plan(plan, resume=resume)
+    return run_plan(plan, resume=resume, overwrite=overwrite)
 
 
 __all__ = ["FinetunePlan", "finetune", "init_choices", "plan_finetune", "run_plan", "small_data_defaults"]
