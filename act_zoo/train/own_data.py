@@ -140,6 +140,10 @@ def _user_values(overrides: Sequence[str] | Mapping[str, Any], config: str | Pat
     import yaml
 
     base: dict[str, Any] = {}
+    if config is not None and str(config).startswith("recipe:"):
+        raise ValueError(f"--config {config}: a recipe is an official run on an official dataset (its own data and "
+                         "architecture); with --data DIR the architecture comes from --init, so give changes with "
+                         "--set KEY=VALUE or a YAML file of overrides")
     if config is not None:
         try:
             loaded = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}

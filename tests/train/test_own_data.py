@@ -175,6 +175,8 @@ def test_arguments_and_overrides_do_not_contradict(shapes3, tiny_init, tmp_path,
         _plan(shapes3, tiny_init, tmp_path, epochs=3, overrides=["run.max_epoch=2"])
     with pytest.raises(ValueError, match="data.root is given by the data argument"):
         _plan(shapes3, tiny_init, tmp_path, overrides=["data.root=/x"])
+    with pytest.raises(ValueError, match="a recipe is an official run"):
+        _plan(shapes3, tiny_init, tmp_path, config="recipe:finetune_modelnet")
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
         _plan(shapes3, tiny_init, tmp_path, epochs=0)
     assert main(["train", "finetune", "--epochs", "3"]) == 1
