@@ -1,6 +1,6 @@
 """One prepared run for a CUDA machine: Triton tests on the real device, then figures.
 
-    python benchmarks/gpu_check.py OUT_DIR        # at most 10 min (step limits), ~4 expected
+    python benchmarks/gpu_check.py OUT_DIR        # at most 10 min (the step limits add up to 600 s)
 
 Steps (each in its own process, with its own time limit, output in ``OUT_DIR/<step>.txt``;
 ``OUT_DIR/summary.txt`` lists each step's exit status and time):
@@ -100,13 +100,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # the real kernels
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"  # a step stopped at its limit still leaves what it printed
     py = sys.executable
     steps = [
         ("env", [py, "-c", VERSIONS], 60),
-        ("tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ops/test_triton.py"], 180),
+        ("tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ops/test_triton.py"], 150),
         ("triton", [py, str(Path(__file__).resolve()), "--timings"], 120),
         ("ops", _bench_cmd("benchmarks/ops.py", env), 150),
-        ("encoder", _bench_cmd("benchmarks/encoder.py", env), 90),
+        ("encoder", _bench_cmd("benchmarks/encoder.py", env), 120),
     ]
     with open(out / "summary.txt", "w") as summary:
         for name, cmd, limit in steps:
