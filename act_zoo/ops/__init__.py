@@ -1,7 +1,8 @@
 """Point operations: FPS, kNN, grouping and Chamfer distance.
 
 Backends (all exact, identical indices): ``torch`` (pure torch, CPU and CUDA, the reference)
-and ``compiled`` (numba CPU kernels, ``pip install 'act-zoo[fast]'``); others plug in through
+``compiled`` (numba CPU kernels, ``pip install 'act-zoo[fast]'``) and ``triton`` (GPU kernels for
+CUDA tensors, tested on CPU under the Triton interpreter); others plug in through
 :func:`register_backend`. ``auto`` (default) picks per device; :func:`use_backend`,
 :func:`set_backend` or ``ACT_ZOO_OPS`` choose explicitly (see :mod:`._backend`).
 """
@@ -30,9 +31,18 @@ def _load_compiled():
     return load()
 
 
+def _load_triton():
+    from ._triton import load
+
+    return load()
+
+
 register_backend("torch", lambda: _torch.OPS, priority=-1, description="pure torch (reference; every device)")
 register_backend("compiled", _load_compiled, priority=10, devices=("cpu",),
                  description="numba CPU kernels (pip install 'act-zoo[fast]')")
+
+register_backend("triton", _load_triton, priority=20, devices=("cuda",),
+                 description="Triton GPU kernels (CUDA tensors; pip install 'act-zoo[gpu]')")
 
 __all__ = [
     "Patches",
