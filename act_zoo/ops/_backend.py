@@ -12,8 +12,8 @@ The choice comes from, in order:
 2. the ``ACT_ZOO_OPS`` environment variable (``auto``, ``torch`` or a registered name),
 3. ``auto`` (the default): per device type, the highest-priority backend registered for that
    device that loads here, else ``torch``. A backend that cannot load is skipped with one log
-   line per process (INFO when its package is simply not installed, WARNING when it is
-   installed but broken).
+   line per process (INFO when it raises ``ImportError``: its package is not installed or it
+   cannot run on this machine, e.g. no CUDA; WARNING for any other failure: installed but broken).
 
 An explicitly requested backend is used on every device and raises ``RuntimeError`` with the
 reason when it cannot load; a backend that cannot handle some device raises a clear error for
@@ -141,8 +141,10 @@ def _try_load(name: str) -> Mapping[str, Callable] | None:
         except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"; reason kept
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             _FAILED[name] = reason
-            not_installed = isinstance(exc, ModuleNotFoundError)
-            logger.log(logging.INFO if not_installed else logging.WARNING,
+            # ImportError: not installed, or cannot run on this machine (e.g. no CUDA) -- expected;
+            # anything else: installed but broken -- worth a warning
+            expected = isinstance(exc, ImportError)
+            logger.log(logging.INFO if expected else logging.WARNING,
                        "ops backend %r unavailable, using another one: %s", name, reason)
             return None
         unknown = set(table) - set(OP_NAMES)

@@ -143,7 +143,8 @@ def knn(ref: torch.Tensor, query: torch.Tensor, k: int, **tuning: int) -> tuple[
     _, meta = knn_config(k, **tuning)
     with _device_guard(ref):
         K.knn_kernel[(_cdiv(M, meta["BLOCK_M"]), B)](_planes(ref), _planes(query), d2, idx, N, M, k, **meta)
-    return d2.sqrt_(), idx  # torch's sqrt, like the torch backend (correctly rounded)
+    # correctly rounded square root, as the torch backend (a float64 sqrt rounded once to float32 is exact)
+    return d2.double().sqrt_().to(torch.float32), idx
 
 
 def chamfer_nearest(x: torch.Tensor, y: torch.Tensor, **tuning: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,14 +179,15 @@ def load() -> dict:
     try:
         import triton
     except Exception as exc:  # a broken install raises more than ImportError
-        raise ImportError(
+        kind = ImportError if isinstance(exc, ImportError) else RuntimeError
+        raise kind(
             f"the triton ops backend needs the 'triton' package ({type(exc).__name__}: {exc}); "
             "install it with pip install 'act-zoo[gpu]' (it comes with CUDA builds of torch on Linux)"
         ) from exc
     try:
         _kernels()
     except Exception as exc:  # e.g. a triton too old or too new for the kernels' language
-        raise ImportError(
+        raise RuntimeError(
             f"triton {triton.__version__} cannot define the act_zoo kernels ({type(exc).__name__}: {exc})"
         ) from exc
     if not _is_interpreted() and not torch.cuda.is_available():

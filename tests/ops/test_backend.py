@@ -90,6 +90,7 @@ def test_auto_picks_per_device(registry):
 
 
 @pytest.mark.parametrize("exc,level", [(ModuleNotFoundError("No module named 'magic'"), logging.INFO),
+                                       (ImportError("runs on CUDA tensors, no CUDA here"), logging.INFO),
                                        (RuntimeError("kernel build failed"), logging.WARNING)])
 def test_unloadable_backend_falls_back_with_one_log_line(registry, caplog, exc, level):
     def broken():
