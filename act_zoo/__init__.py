@@ -43,6 +43,10 @@ _LAZY: dict[str, str] = {
     "ACTDistillation": "act_zoo.models.distill",
     "PartSegConfig": "act_zoo.models.partseg",
     "ACTPartSeg": "act_zoo.models.partseg",
+    "SemSegConfig": "act_zoo.models.semseg",
+    "ACTSemSeg": "act_zoo.models.semseg",
+    # whole-scene semantic segmentation
+    "segment": "act_zoo.scene",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
