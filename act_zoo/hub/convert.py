@@ -443,3 +443,4 @@ def infer_official_config(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 # the other model families register their official names
 from . import _official_partseg, _official_pretrain  # noqa: E402,F401
+from . import _official_semseg  # noqa: E402,F401
