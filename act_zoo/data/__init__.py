@@ -9,11 +9,13 @@ ACT / Point-BERT / Point-MAE code; see each module for what was confirmed and wh
 * :class:`ModelNet40FewShot` - the official ``{way}way_{shot}shot/{fold}.pkl`` splits
 * :class:`ScanObjectNN` - ``OBJ_BG``, ``OBJ_ONLY``, ``PB_T50_RS`` h5 files
 * :class:`ShapeNetPart` - 16 categories, 50 parts
+* :class:`S3DIS` - indoor rooms, 13 classes (``collect_indoor3d_data`` ``.npy``); whole-scene
+  blocking for semantic segmentation in :mod:`act_zoo.data.blocks`
 
 Your own data: :func:`read_points` (one reader for .ply .pcd .npy .npz .txt .xyz .csv .off
 .obj .stl), :class:`PointCloudFolder`, :class:`PointCloudList`, :func:`make_few_shot_splits`.
 
-Offline data: :class:`SyntheticShapes`. Augmentations: :mod:`act_zoo.data.transforms`.
+Offline data: :class:`SyntheticShapes`, :func:`synthetic_room`. Augmentations: :mod:`act_zoo.data.transforms`.
 
 Every bad file or layout raises :class:`DatasetError` (a ``ValueError``) naming the file.
 h5py, trimesh and plyfile are optional (``pip install "act-zoo[io]"``) and imported only
@@ -25,10 +27,12 @@ from .errors import DatasetError
 from .fewshot import FewShotSplit, make_few_shot_splits
 from .io import MESH_EXTENSIONS, POINT_CLOUD_EXTENSIONS, SUPPORTED_EXTENSIONS, read_points
 from .modelnet import ModelNet40, ModelNet40FewShot, convert_modelnet_pickle
+from .s3dis import S3DIS, S3DIS_CLASSES, check_s3dis
 from .scanobjectnn import SCANOBJECTNN_CLASSES, ScanObjectNN
 from .shapenet import ShapeNet55
 from .shapenetpart import SHAPENETPART_SEG_CLASSES, ShapeNetPart
 from .synthetic import SHAPE_CLASSES, SyntheticShapes
+from .synthetic_scene import synthetic_room
 from .transforms import (
     Compose,
     FPSResample,
@@ -43,6 +47,8 @@ from .transforms import (
 __all__ = [
     "MESH_EXTENSIONS",
     "POINT_CLOUD_EXTENSIONS",
+    "S3DIS",
+    "S3DIS_CLASSES",
     "SCANOBJECTNN_CLASSES",
     "SHAPENETPART_SEG_CLASSES",
     "SHAPE_CLASSES",
@@ -65,7 +71,9 @@ __all__ = [
     "ShapeNet55",
     "ShapeNetPart",
     "SyntheticShapes",
+    "check_s3dis",
     "convert_modelnet_pickle",
     "make_few_shot_splits",
     "read_points",
+    "synthetic_room",
 ]
