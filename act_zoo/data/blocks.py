@@ -16,8 +16,10 @@ the S3DIS evaluation and by :func:`act_zoo.segment` for a user's own scan.
 
 Randomness is one generator per block, keyed by ``(seed, pass, column, row)``, so a block's
 chunks never depend on the other blocks, the batch size or the order blocks are consumed in.
-Blocks are generated lazily, and :func:`iter_chunk_batches` streams fixed-size batches, so
-memory stays bounded by one x-column of the scene plus one batch.
+Blocks are generated lazily, :func:`iter_chunk_batches` streams fixed-size batches and
+:func:`accumulate_scene` gathers a model's predictions per point (the official hard votes, or
+mean log-probabilities), so memory stays bounded by the per-point accumulator, one x-column
+of the scene and one batch.
 
 Two deliberate differences from the official code, neither of which changes S3DIS results:
 the grid has at least one row and one column (the official formula gives none for a scene
@@ -29,10 +31,12 @@ points, which cannot occur for a labelled point) is not needed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,71 @@ def iter_chunk_batches(
         yield np.stack(pts), np.stack(idx)
 
 
+Predict = Callable[[np.ndarray], "np.ndarray | torch.Tensor"]
+
+
+def accumulate_scene(
+    xyz: np.ndarray,
+    predict: Predict,
+    *,
+    num_classes: int,
+    npoints: int,
+    batch_size: int,
+    mode: Literal["votes", "mean"] = "votes",
+    passes: int = 1,
+    block_size: float = 1.0,
+    stride: float = 0.5,
+    padding: float = 0.001,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Run ``predict`` over every chunk of every block of a scene and gather per point.
+
+    Args:
+        xyz: ``[N, 3]`` scene points (float64 recommended; see :func:`block_frame`).
+        predict: ``points float32 [b, npoints, 3] -> log-probabilities [b, npoints, C]``
+            (a tensor or an array).
+        mode: ``"votes"``: the official hard votes, int32 ``[N, C]`` counts of each chunk's
+            argmax (``main_test.py``; the label is then the argmax of the counts, ties to the
+            lower class); ``"mean"``: float32 ``[N, C]`` log-probabilities averaged over every
+            chunk occurrence of the point (each block that contains it, padding repeats included).
+        passes: how many times the scene is covered (official ``num_votes`` = 3), each pass with
+            its own padding and shuffles.
+        progress: called with the number of chunks just processed (for a progress bar; the total
+            is ``passes * count_chunks(...)``).
+
+    Returns:
+        ``[N, C]`` counts (``votes``) or mean log-probabilities (``mean``), on the CPU. Every
+        point is in at least one block, so no row is left empty. Memory: the ``[N, C]``
+        accumulator plus one batch.
+    """
+    if mode not in ("votes", "mean"):
+        raise ValueError(f"mode must be 'votes' or 'mean', got {mode!r}")
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1, got {passes}")
+    N, C = len(xyz), int(num_classes)
+    acc = torch.zeros(N * C if mode == "votes" else (N, C), dtype=torch.int32 if mode == "votes" else torch.float64)
+    count = torch.zeros(N, dtype=torch.int64)
+    for vote in range(passes):
+        for pts, idx in iter_chunk_batches(xyz, npoints=npoints, batch_size=batch_size, block_size=block_size,
+                                           stride=stride, padding=padding, seed=seed, vote=vote):
+            out = torch.as_tensor(predict(pts)).detach().cpu()  # b npoints C
+            if out.shape != (len(pts), npoints, C):
+                raise ValueError(f"predict returned shape {list(out.shape)}, expected {[len(pts), npoints, C]}")
+            flat = torch.from_numpy(idx.reshape(-1))  # b*npoints
+            if mode == "votes":
+                pred = out.reshape(-1, C).argmax(-1)  # b*npoints, ties to the lower class
+                acc.index_add_(0, flat * C + pred, torch.ones(len(flat), dtype=torch.int32))
+            else:
+                acc.index_add_(0, flat, out.reshape(-1, C).to(torch.float64))
+                count.index_add_(0, flat, torch.ones(len(flat), dtype=torch.int64))
+            if progress is not None:
+                progress(len(pts))
+    if mode == "votes":
+        return acc.view(N, C)
+    return (acc / count.clamp(min=1).unsqueeze(1).to(torch.float64)).to(torch.float32)
+
+
 def count_chunks(xyz: np.ndarray, *, npoints: int, block_size: float = 1.0, stride: float = 0.5,
                  padding: float = 0.001) -> int:
     """How many chunks :func:`iter_chunk_batches` yields for a scene (for progress bars)."""
@@ -167,5 +236,5 @@ def _check_xyz(xyz: np.ndarray) -> None:
         raise ValueError("the scene holds no points")
 
 
-__all__ = ["Block", "block_chunks", "block_frame", "block_rng", "count_chunks", "grid_shape", "iter_chunk_batches",
+__all__ = ["Block", "accumulate_scene", "block_chunks", "block_frame", "block_rng", "count_chunks", "grid_shape", "iter_chunk_batches",
            "scene_blocks"]

@@ -1,4 +1,4 @@
-"""``act-zoo train {stage1,stage2,finetune,fewshot,partseg}`` (also under ``torchrun``)."""
+"""``act-zoo train {stage1,stage2,finetune,fewshot,partseg,semseg}`` (also under ``torchrun``)."""
 
 from __future__ import annotations
 
