@@ -16,6 +16,7 @@ COMMANDS: tuple[str, ...] = (
     "act_zoo.cli.models",   # list, info, download, convert
     "act_zoo.cli.extract",  # extract
     "act_zoo.cli.train",    # train
+    "act_zoo.cli.segment",  # segment
 )
 
 

@@ -199,8 +199,9 @@ def accumulate_scene(
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
     N, C = len(xyz), int(num_classes)
-    acc = torch.zeros(N * C if mode == "votes" else (N, C), dtype=torch.int32 if mode == "votes" else torch.float64)
-    count = torch.zeros(N, dtype=torch.int64)
+    # float32 sums: a point sits in a handful of chunks, far from float32's reach; N x C x 4 bytes
+    acc = torch.zeros(N * C if mode == "votes" else (N, C), dtype=torch.int32 if mode == "votes" else torch.float32)
+    count = torch.zeros(N if mode == "mean" else 0, dtype=torch.int32)
     for vote in range(passes):
         for pts, idx in iter_chunk_batches(xyz, npoints=npoints, batch_size=batch_size, block_size=block_size,
                                            stride=stride, padding=padding, seed=seed, vote=vote):
@@ -212,13 +213,13 @@ def accumulate_scene(
                 pred = out.reshape(-1, C).argmax(-1)  # b*npoints, ties to the lower class
                 acc.index_add_(0, flat * C + pred, torch.ones(len(flat), dtype=torch.int32))
             else:
-                acc.index_add_(0, flat, out.reshape(-1, C).to(torch.float64))
-                count.index_add_(0, flat, torch.ones(len(flat), dtype=torch.int64))
+                acc.index_add_(0, flat, out.reshape(-1, C).to(torch.float32))
+                count.index_add_(0, flat, torch.ones(len(flat), dtype=torch.int32))
             if progress is not None:
                 progress(len(pts))
     if mode == "votes":
         return acc.view(N, C)
-    return (acc / count.clamp(min=1).unsqueeze(1).to(torch.float64)).to(torch.float32)
+    return acc.div_(count.clamp(min=1).unsqueeze(1))
 
 
 def count_chunks(xyz: np.ndarray, *, npoints: int, block_size: float = 1.0, stride: float = 0.5,
