@@ -29,9 +29,12 @@ _LAZY: dict[str, str] = {
     "from_official": "act_zoo.hub.convert",
     "LoadReport": "act_zoo.hub.convert",
     "CheckpointMismatchError": "act_zoo.hub.convert",
-    # features
+    # features, predictions, evaluation
     "extract_features": "act_zoo.extract",
+    "extract_files": "act_zoo.extract",
     "PointFeatures": "act_zoo.models.common",
+    "predict": "act_zoo.prediction",
+    "evaluate": "act_zoo.evaluation",
     # models and configs
     "PointTransformerConfig": "act_zoo.models.point_transformer",
     "ClassifierConfig": "act_zoo.models.point_transformer",
@@ -49,10 +52,15 @@ _LAZY: dict[str, str] = {
     "segment": "act_zoo.scene",
 }
 
+# subpackages, imported on first use: ``import act_zoo; act_zoo.ops.knn(...)``
+_SUBPACKAGES = ("cli", "data", "hub", "layers", "models", "ops", "train")
+
 __all__ = ["__version__", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"act_zoo.{name}")  # the import binds it in globals()
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'act_zoo' has no attribute {name!r}")
@@ -62,4 +70,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))

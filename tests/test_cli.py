@@ -93,7 +93,7 @@ def test_convert_then_extract(tmp_path, capsys):
 
 def test_extract_errors(tmp_path, capsys):
     assert main(["extract", "act_base.modelnet40", str(tmp_path / "nope.ply"), "--out", str(tmp_path / "f.npz")]) == 1
-    assert "file(s) not found" in capsys.readouterr().err
+    assert "nope.ply: no such file or directory" in capsys.readouterr().err
     bad = tmp_path / "bad.ply"
     bad.write_bytes(b"ply\ngarbage")
     model = act_zoo.from_official(PTH, TINY_FINETUNE)

@@ -15,6 +15,7 @@ logger = logging.getLogger("act_zoo.cli")
 COMMANDS: tuple[str, ...] = (
     "act_zoo.cli.models",   # list, info, download, convert
     "act_zoo.cli.extract",  # extract
+    "act_zoo.cli.infer",    # predict, evaluate
     "act_zoo.cli.train",    # train
     "act_zoo.cli.segment",  # segment
 )

@@ -13,20 +13,25 @@ ACT / Point-BERT / Point-MAE code; see each module for what was confirmed and wh
   blocking for semantic segmentation in :mod:`act_zoo.data.blocks`
 
 Your own data: :func:`read_points` (one reader for .ply .pcd .npy .npz .txt .xyz .csv .off
-.obj .stl), :class:`PointCloudFolder`, :class:`PointCloudList`, :func:`make_few_shot_splits`.
+.obj .stl), :func:`collect_files` (files, directories, globs), :class:`PointCloudFolder`,
+:class:`PointCloudList`, :func:`make_few_shot_splits`. The one preparation path for a cloud
+(read -> validate -> normalise in float64 -> per-item seeded resampling -> batch), shared by
+the custom datasets, ``extract_features``, ``predict`` and ``evaluate``:
+:class:`CloudPreparer` / :func:`prepare_cloud` and :func:`batch_clouds` (:mod:`act_zoo.data.prepare`).
 
 Offline data: :class:`SyntheticShapes`, :func:`synthetic_room`. Augmentations: :mod:`act_zoo.data.transforms`.
 
 Every bad file or layout raises :class:`DatasetError` (a ``ValueError``) naming the file.
-h5py, trimesh and plyfile are optional (``pip install "act-zoo[io]"``) and imported only
+h5py, trimesh, plyfile and pypcd4 are optional (``pip install "act-zoo[io]"``) and imported only
 by the readers that need them.
 """
 
 from .custom import PointCloudFolder, PointCloudList
 from .errors import DatasetError
 from .fewshot import FewShotSplit, make_few_shot_splits
-from .io import MESH_EXTENSIONS, POINT_CLOUD_EXTENSIONS, SUPPORTED_EXTENSIONS, read_points
+from .io import MESH_EXTENSIONS, POINT_CLOUD_EXTENSIONS, SUPPORTED_EXTENSIONS, collect_files, read_points
 from .modelnet import ModelNet40, ModelNet40FewShot, convert_modelnet_pickle
+from .prepare import CloudBatch, CloudPreparer, PreparedCloud, batch_clouds, prepare_cloud
 from .s3dis import S3DIS, S3DIS_CLASSES, check_s3dis
 from .scanobjectnn import SCANOBJECTNN_CLASSES, ScanObjectNN
 from .shapenet import ShapeNet55
@@ -53,6 +58,8 @@ __all__ = [
     "SHAPENETPART_SEG_CLASSES",
     "SHAPE_CLASSES",
     "SUPPORTED_EXTENSIONS",
+    "CloudBatch",
+    "CloudPreparer",
     "Compose",
     "DatasetError",
     "FPSResample",
@@ -63,6 +70,7 @@ __all__ = [
     "NormalizeUnitSphere",
     "PointCloudFolder",
     "PointCloudList",
+    "PreparedCloud",
     "RandomPointDropout",
     "RandomResample",
     "RotateY",
@@ -71,9 +79,12 @@ __all__ = [
     "ShapeNet55",
     "ShapeNetPart",
     "SyntheticShapes",
+    "batch_clouds",
     "check_s3dis",
+    "collect_files",
     "convert_modelnet_pickle",
     "make_few_shot_splits",
+    "prepare_cloud",
     "read_points",
     "synthetic_room",
 ]

@@ -1,15 +1,18 @@
 """Datasets of your own files: a class-per-folder tree or a CSV/JSON list of (path, label).
 
-Every file is read with :func:`~act_zoo.data.read_points` (any supported point-cloud or
-mesh format), resampled to ``num_points``, and by default normalised to the unit sphere
-(``pc_normalize``, as the official readers). Resampled clouds can be cached on disk
+Every file goes through the one preparation path, :mod:`act_zoo.data.prepare` (the same
+as ``extract_features``, ``predict`` and ``evaluate``): read (any supported point-cloud or
+mesh format) -> validate -> normalise to the unit sphere in float64 (``pc_normalize``, by
+default) -> resample to ``num_points`` (FPS or random; padding with repeats), with random
+draws seeded by ``seed`` and the file's own values. Prepared clouds can be cached on disk
 (``cache_dir``): one ``.npy`` per file, keyed by the file's path, size, modification time
-and the reading options, written atomically, so several workers or runs can share it.
+and the preparation options, written atomically, so several workers or runs can share it.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,24 +26,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ._common import (
-    PathLike,
-    PointDataset,
-    Transform,
-    check_choice,
-    check_positive_int,
-    load_npy,
-    pc_normalize,
-    read_text,
-)
+from ._common import PathLike, PointDataset, Transform, load_npy, read_text
 from .errors import DatasetError
-from .io import SUPPORTED_EXTENSIONS, read_points
+from .io import SUPPORTED_EXTENSIONS
+from .prepare import CloudPreparer, as_dataset_error
 
 __all__ = ["PointCloudFolder", "PointCloudList"]
 
 logger = logging.getLogger(__name__)
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the cache holds prepared (normalised) clouds
 
 
 class _FileDataset(PointDataset):
@@ -57,6 +52,7 @@ class _FileDataset(PointDataset):
         keep_normals: bool,
         keep_colors: bool,
         normalize: bool,
+        mesh_samples: int,
         cache_dir: PathLike | None,
         transform: Transform | None,
     ) -> None:
@@ -67,10 +63,11 @@ class _FileDataset(PointDataset):
         self.classes = classes
         self.class_to_idx = {c: i for i, c in enumerate(classes)}
         self.labels = np.array([label for _, label in samples], dtype=np.int64)
-        self.num_points = int(check_positive_int(num_points, "num_points"))  # type: ignore[arg-type]
-        self.sample = check_choice(sample, "sample", ("fps", "random"))
-        self.keep_normals, self.keep_colors = bool(keep_normals), bool(keep_colors)
-        self.normalize = bool(normalize)
+        self.preparer = CloudPreparer(num_points, sample, int(seed), bool(normalize), mesh_samples,
+                                      bool(keep_normals), bool(keep_colors))  # fmt: skip
+        self.num_points, self.sample = self.preparer.num_points, self.preparer.sample
+        self.keep_normals, self.keep_colors = self.preparer.keep_normals, self.preparer.keep_colors
+        self.normalize = self.preparer.normalize
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         if self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -78,35 +75,36 @@ class _FileDataset(PointDataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _read_options(self) -> dict[str, Any]:
-        return {
-            "num_points": self.num_points, "sample": self.sample, "seed": self.seed,
-            "keep_normals": self.keep_normals, "keep_colors": self.keep_colors,
-        }  # fmt: skip
-
     def _cache_file(self, path: Path) -> Path:
         st = path.stat()
-        fields = [_CACHE_VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, self._read_options()]
+        options = dataclasses.asdict(self.preparer)
+        fields = [_CACHE_VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, options]
         key = json.dumps(fields, sort_keys=True)
         return self.cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"  # type: ignore[operator]
 
+    def _prepare(self, path: Path) -> np.ndarray:
+        try:
+            return self.preparer(path).points
+        except ValueError as exc:
+            raise as_dataset_error(exc, str(path)) from exc
+
     def read(self, index: int) -> np.ndarray:
-        """The resampled cloud of item ``index`` before normalisation (from the cache if set)."""
+        """The prepared cloud of item ``index``: float32 ``[num_points, 3 (+3 +3)]`` (from the
+        cache if set), before ``transform``."""
         path = self.samples[self._check_index(index)][0]
         if self.cache_dir is None:
-            return read_points(path, **self._read_options())
+            return self._prepare(path)
         if not path.is_file():
             raise DatasetError(path, "file not found")
         cached = self._cache_file(path)
         if cached.is_file():
             try:
                 arr = load_npy(cached)
-                width = 3 + 3 * self.keep_normals + 3 * self.keep_colors
-                if arr.dtype == np.float32 and arr.shape == (self.num_points, width):
+                if arr.dtype == np.float32 and arr.shape == (self.num_points, self.preparer.width):
                     return arr
             except DatasetError as exc:
                 logger.warning("ignoring a bad cache file %s: %s", cached, exc)
-        arr = read_points(path, **self._read_options())
+        arr = self._prepare(path)
         tmp = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             with open(tmp, "wb") as fp:  # a file object: np.save would append ".npy" to a name
@@ -121,10 +119,7 @@ class _FileDataset(PointDataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         index = self._check_index(index)
-        points = np.array(self.read(index), dtype=np.float32)
-        if self.normalize:
-            points[:, 0:3] = pc_normalize(points[:, 0:3])
-        return self._to_tensor(points), int(self.labels[index])
+        return self._to_tensor(self.read(index)), int(self.labels[index])
 
 
 class PointCloudFolder(_FileDataset):
@@ -132,11 +127,13 @@ class PointCloudFolder(_FileDataset):
 
     Args:
         root: the tree's root (one sub-folder per class; files may sit deeper).
-        num_points: points per item (clouds are resampled, meshes sampled).
-        sample: ``"fps"`` or ``"random"`` (see :func:`~act_zoo.data.read_points`).
-        seed: seed of ``read_points`` (random subsets, padding, mesh sampling): fixed per file.
+        num_points: points per item (see :mod:`act_zoo.data.prepare`).
+        sample: ``"fps"`` or ``"random"`` resampling.
+        seed: seed of random subsets, padding and mesh sampling, mixed with each file's own
+            values: an item is the same whatever the order, worker or epoch.
         keep_normals, keep_colors: append normals / colours as extra columns.
-        normalize: apply ``pc_normalize`` to ``xyz`` (official readers do).
+        normalize: ``pc_normalize`` the ``xyz`` of the whole file, in float64, before resampling.
+        mesh_samples: points sampled by area from a mesh file before resampling.
         extensions: the file extensions to take (default: all supported).
         cache_dir: folder for cached resampled clouds (None: no cache).
         transform: applied to the points tensor last.
@@ -155,6 +152,7 @@ class PointCloudFolder(_FileDataset):
         keep_normals: bool = False,
         keep_colors: bool = False,
         normalize: bool = True,
+        mesh_samples: int = 8192,
         extensions: Sequence[str] | None = None,
         cache_dir: PathLike | None = None,
         transform: Transform | None = None,
@@ -185,7 +183,8 @@ class PointCloudFolder(_FileDataset):
             raise DatasetError(self.root, f"holds no files with extensions {sorted(exts)}")
         super().__init__(
             samples, classes, num_points=num_points, sample=sample, seed=seed, keep_normals=keep_normals,
-            keep_colors=keep_colors, normalize=normalize, cache_dir=cache_dir, transform=transform,
+            keep_colors=keep_colors, normalize=normalize, mesh_samples=mesh_samples, cache_dir=cache_dir,
+            transform=transform,
         )  # fmt: skip
 
 
@@ -220,6 +219,7 @@ class PointCloudList(_FileDataset):
         keep_normals: bool = False,
         keep_colors: bool = False,
         normalize: bool = True,
+        mesh_samples: int = 8192,
         cache_dir: PathLike | None = None,
         transform: Transform | None = None,
     ) -> None:
@@ -257,7 +257,8 @@ class PointCloudList(_FileDataset):
             samples.append((path, label))
         super().__init__(
             samples, names, num_points=num_points, sample=sample, seed=seed, keep_normals=keep_normals,
-            keep_colors=keep_colors, normalize=normalize, cache_dir=cache_dir, transform=transform,
+            keep_colors=keep_colors, normalize=normalize, mesh_samples=mesh_samples, cache_dir=cache_dir,
+            transform=transform,
         )  # fmt: skip
 
 

@@ -5,8 +5,8 @@ Formats, by extension (case-insensitive):
 ==================  =====================================================================
 ``.ply``            point clouds and meshes, read with ``plyfile`` (ASCII and binary);
                     a PLY with a non-empty ``face`` element is a mesh and is sampled
-``.pcd``            PCL point clouds: ``ascii``, ``binary`` and ``binary_compressed`` (LZF);
-                    a small parser of ours (no maintained pip reader exists)
+``.pcd``            PCL point clouds: ``ascii``, ``binary`` and ``binary_compressed`` (LZF),
+                    decoded by ``pypcd4``; the header is checked here first
 ``.npy``            a ``[N, C>=3]`` array, or a structured array with fields ``x y z``
 ``.npz``            key ``points``, ``xyz`` or ``data`` if present, else the first array
 ``.txt .xyz .csv``  whitespace- or comma-separated numbers, one point a line, an optional
@@ -27,14 +27,22 @@ Every problem with a file (missing, empty, garbage, truncated, a header declarin
 than the file holds, NaN or infinite coordinates, wrong shape) raises
 :class:`~act_zoo.data.DatasetError` naming the file. Declared counts are checked against
 the file size before anything is allocated, so a huge header never hangs or exhausts memory.
+A PLY header must tell the truth: a binary format over an ASCII body (or the reverse), and
+data beyond the declared elements, are errors, not a silent misreading or truncation.
+
+:func:`collect_files` turns files, directories (recursive) and glob patterns into the sorted
+list of files to read.
 """
 
 from __future__ import annotations
 
+import glob
 import io
 import logging
+import os
 import re
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +53,6 @@ from ._common import (
     PathLike,
     check_choice,
     check_positive_int,
-    fps_numpy,
     load_npy,
     load_npz,
     npz_keys,
@@ -55,10 +62,12 @@ from .errors import DatasetError
 
 __all__ = [
     "MESH_EXTENSIONS",
-    "read_table",
     "POINT_CLOUD_EXTENSIONS",
     "SUPPORTED_EXTENSIONS",
+    "collect_files",
+    "read_cloud_array",
     "read_points",
+    "read_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,9 +83,14 @@ _NPZ_KEYS = ("points", "xyz", "data")
 
 @dataclass
 class _Cloud:
-    xyz: np.ndarray  # N 3
+    xyz: np.ndarray  # N 3, float64
     normals: np.ndarray | None = None  # N 3
     colors: np.ndarray | None = None  # N 3, in [0, 1]
+    eps: float = 0.0  # relative precision of the stored coordinates (float32 files: 1.19e-7)
+
+
+def _eps_of(dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).eps) if dtype.kind == "f" else 0.0
 
 
 def read_points(
@@ -92,13 +106,15 @@ def read_points(
 
     Args:
         path: the file; its extension picks the format (see the module docstring).
-        num_points: resample to exactly this many points. Clouds with more points are
-            reduced by ``sample``; clouds with fewer keep all their points and are padded
-            with random repeats (seeded). Meshes are sampled with this many points
-            (2048 when None). None keeps a cloud as it is.
-        sample: ``"fps"`` (farthest point sampling from the first point, in float64) or
-            ``"random"`` (a seeded random subset, in random order). Unused for meshes.
-        seed: seed of random subsets, padding and mesh surface sampling.
+        num_points: resample to exactly this many points, with the resampling step of
+            :mod:`act_zoo.data.prepare` (without its normalisation): clouds with more points
+            are reduced by ``sample``; clouds with fewer keep all their points, followed by
+            random repeats. Meshes are sampled with this many points (2048 when None). None
+            keeps a cloud as it is.
+        sample: ``"fps"`` (furthest point sampling, official kernel rule, from the first
+            point) or ``"random"`` (a random subset, in random order). Unused for meshes.
+        seed: seed of mesh surface sampling, and (mixed with a digest of the cloud's values)
+            of random subsets and padding.
         keep_normals: append the normals as columns 3-5 (``DatasetError`` if the file has none).
         keep_colors: append the colours, in ``[0, 1]``, as the next three columns
             (``DatasetError`` if the file has none).
@@ -117,6 +133,32 @@ def read_points(
     check_choice(sample, "sample", ("fps", "random"))
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if num_points is not None:
+        from .prepare import CloudPreparer, as_dataset_error
+
+        prep = CloudPreparer(num_points, sample, int(seed), normalize=False, mesh_samples=num_points,
+                             keep_normals=keep_normals, keep_colors=keep_colors)
+        try:
+            return prep(p).points
+        except ValueError as exc:
+            raise as_dataset_error(exc, str(p)) from exc
+    arr, _ = read_cloud_array(p, mesh_samples=DEFAULT_MESH_SAMPLES, seed=int(seed), keep_normals=keep_normals,
+                              keep_colors=keep_colors)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(np.float32)
+    if not np.isfinite(out).all():  # e.g. float64 values beyond the float32 range
+        raise DatasetError(p, "has values that are not finite in float32")
+    return out
+
+
+def read_cloud_array(
+    path: PathLike, *, mesh_samples: int, seed: int, keep_normals: bool = False, keep_colors: bool = False
+) -> tuple[np.ndarray, float]:
+    """Step 1 of :mod:`act_zoo.data.prepare`: a file's cloud as float64 ``[N, 3 (+3 +3)]``
+    (meshes sampled by area with ``mesh_samples`` points and ``seed``), and the relative
+    precision its coordinates were stored with (1.19e-7 for float32 data, 0 for text and
+    float64). Errors are :class:`DatasetError` naming the file, as :func:`read_points`."""
+    p = Path(path)
     ext = p.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         supported = " ".join(SUPPORTED_EXTENSIONS)
@@ -129,6 +171,8 @@ def read_points(
     # other ImportError raised while parsing (trimesh's lazy imports) is a file problem
     if ext == ".ply":
         require("plyfile", "reading .ply files")
+    if ext == ".pcd":
+        require("pypcd4", "reading .pcd files")
     if ext in MESH_EXTENSIONS or ext == ".ply":
         require("trimesh", f"reading {ext} files")
     try:
@@ -136,23 +180,77 @@ def read_points(
             raise DatasetError(p, "is empty")
         loaded = _LOADERS[ext](p)
         if not isinstance(loaded, _Cloud):  # a mesh
-            count = num_points if num_points is not None else DEFAULT_MESH_SAMPLES
-            cloud = _sample_mesh(loaded, p, count, seed, keep_colors)
+            cloud = _sample_mesh(loaded, p, mesh_samples, seed, keep_colors)
         else:
             cloud = loaded
             _validate_cloud(cloud, p)
-            if num_points is not None:
-                idx = _resample_indices(cloud.xyz, num_points, sample, seed)
-                cloud = _Cloud(
-                    cloud.xyz[idx],
-                    None if cloud.normals is None else cloud.normals[idx],
-                    None if cloud.colors is None else cloud.colors[idx],
-                )
-        return _assemble(cloud, p, keep_normals, keep_colors)
+        return _assemble(cloud, p, keep_normals, keep_colors), cloud.eps
     except DatasetError:
         raise
     except Exception as exc:  # library parse errors of any kind (MemoryError, RecursionError too)
         raise DatasetError(p, f"cannot read {ext} file ({type(exc).__name__}: {exc})") from exc
+
+
+def collect_files(
+    inputs: PathLike | Iterable[PathLike], *, extensions: Sequence[str] = SUPPORTED_EXTENSIONS
+) -> list[Path]:
+    """The files named by ``inputs``, in order, without duplicates.
+
+    Each input is a file (taken as it is, whatever its extension: reading it says what is
+    wrong), a directory (every file below it with one of ``extensions``, recursively, hidden
+    files and folders skipped, sorted), or a glob pattern (``scans/*.ply``, ``data/**/*.pcd``;
+    sorted matches; directories it matches are expanded as above).
+
+    Raises:
+        FileNotFoundError: an input that does not exist and matches nothing (naming it).
+        ValueError: a directory (or pattern) that holds no file with a known extension.
+    """
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not items:
+        raise ValueError("no input files or directories given")
+    exts = {"." + e.lower().lstrip(".") for e in extensions}
+    out: list[Path] = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"expected a path, directory or glob pattern, got {type(item).__name__}")
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = _files_under(p, exts)
+            if not found:
+                raise ValueError(f"{p}: directory holds no files with a supported extension ({' '.join(sorted(exts))})")
+            out += found
+        elif p.exists():
+            out.append(p)
+        elif glob.has_magic(str(p)):
+            matches = sorted(glob.glob(str(p), recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"{item}: no file matches this pattern")
+            found = []
+            for m in map(Path, matches):
+                if m.is_dir():
+                    found += _files_under(m, exts)
+                elif m.is_file() and m.suffix.lower() in exts:
+                    found.append(m)
+            if not found:
+                raise ValueError(f"{item}: matches no file with a supported extension ({' '.join(sorted(exts))})")
+            out += found
+        else:
+            raise FileNotFoundError(f"{item}: no such file or directory")
+    seen: set[Path] = set()
+    unique = []
+    for f in out:
+        if f not in seen:
+            seen.add(f)
+            unique.append(f)
+    return unique
+
+
+def _files_under(root: Path, exts: set[str]) -> list[Path]:
+    return sorted(
+        f for f in root.rglob("*")
+        if f.suffix.lower() in exts and f.is_file()
+        and not any(part.startswith(".") for part in f.relative_to(root).parts)
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- common
@@ -185,22 +283,7 @@ def _assemble(cloud: _Cloud, path: Path, keep_normals: bool, keep_colors: bool) 
             raise DatasetError(path, "has no colours (keep_colors=True)")
         _check_finite(cloud.colors, "colours", path)
         cols.append(cloud.colors)
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = np.concatenate(cols, axis=1).astype(np.float32)
-    if not np.isfinite(out).all():  # e.g. float64 values beyond the float32 range
-        raise DatasetError(path, "has values that are not finite in float32")
-    return out
-
-
-def _resample_indices(xyz: np.ndarray, n: int, method: str, seed: int) -> np.ndarray:
-    N = xyz.shape[0]
-    rng = np.random.default_rng(seed)
-    if N >= n:
-        if method == "random":
-            return rng.permutation(N)[:n]
-        return fps_numpy(np.ascontiguousarray(xyz, dtype=np.float64), n, start=0)
-    logger.debug("padding a cloud of %d points to %d with random repeats", N, n)
-    return np.concatenate([np.arange(N), rng.integers(0, N, size=n - N)])
+    return np.concatenate(cols, axis=1).astype(np.float64, copy=False)
 
 
 def _scale_colors(colors: np.ndarray) -> np.ndarray:
@@ -218,10 +301,11 @@ def _columns_to_cloud(arr: np.ndarray, path: Path) -> _Cloud:
         raise DatasetError(path, f"holds {arr.dtype} values, expected numbers")
     if arr.ndim != 2 or arr.shape[1] < 3:
         raise DatasetError(path, f"expected an array of shape [N, 3+] (x y z ...), got {list(arr.shape)}")
+    eps = _eps_of(arr.dtype)
     arr = arr.astype(np.float64, copy=False)
     normals = arr[:, 3:6] if arr.shape[1] >= 6 else None
     colors = _scale_colors(arr[:, 6:9]) if arr.shape[1] >= 9 else None
-    return _Cloud(arr[:, :3], normals, colors)
+    return _Cloud(arr[:, :3], normals, colors, eps)
 
 
 _NORMAL_FIELDS = (("nx", "ny", "nz"), ("normal_x", "normal_y", "normal_z"))
@@ -253,7 +337,7 @@ def _fields_to_cloud(arr: np.ndarray, path: Path) -> _Cloud:
             if kind.kind in "iu":
                 colors = colors / float(np.iinfo(kind).max)
             break
-    return _Cloud(xyz, normals, colors)
+    return _Cloud(xyz, normals, colors, _eps_of(arr["x"].dtype))
 
 
 # ----------------------------------------------------------------------------- numpy files
@@ -350,7 +434,14 @@ def _read_header(path: Path, terminator: bytes, what: str) -> tuple[bytes, int]:
             return head[:pos], pos
 
 
-def _check_ply_header(path: Path) -> None:
+@dataclass
+class _PlyLayout:
+    fmt: str  # ascii, binary_little_endian, binary_big_endian
+    length: int  # header bytes
+    elements: list[tuple[str, int, list[tuple[int, int]]]]  # name, count, (fixed bytes, list-count bytes)
+
+
+def _check_ply_header(path: Path) -> _PlyLayout:
     """Validate the PLY header and check declared element counts against the file size."""
     header, length = _read_header(path, b"END_HEADER", "PLY")
     try:
@@ -404,13 +495,66 @@ def _check_ply_header(path: Path) -> None:
             f"is truncated: its PLY header declares at least {needed} bytes of data, "
             f"the file has {available}",
         )
+    return _PlyLayout(fmt, length, elements)
+
+
+_ASCII_NUMBER_BYTES = frozenset(b"0123456789+-.eEnaNAiIfF \t\r\n")
+_TEXT_BYTES = frozenset(range(32, 127)) | frozenset(b"\t\r\n")
+
+
+def _check_ply_body_kind(path: Path, layout: _PlyLayout) -> None:
+    """The body must be what the header's format line says: ASCII text, or binary data."""
+    with open(path, "rb") as fp:
+        fp.seek(layout.length)
+        head = fp.read(256)
+    if not head:
+        return
+    if layout.fmt == "ascii":
+        if not set(head) <= _TEXT_BYTES:
+            raise DatasetError(path, "its PLY header declares 'format ascii' but the data is binary, not text")
+    elif len(head) >= 16 and set(head[:64]) <= _ASCII_NUMBER_BYTES:
+        # binary floats almost never consist of digits, signs, dots and spaces only
+        raise DatasetError(path, f"its PLY header declares '{layout.fmt}' but the data is ASCII text "
+                                 f"({head[:40].decode('ascii', 'replace')!r}...)")
+
+
+def _check_ply_extent(path: Path, layout: _PlyLayout, ply: Any) -> None:
+    """The data must end where the declared elements end: more data than declared is an error."""
+    declared = ", ".join(f"{name} {count}" for name, count, _ in layout.elements)
+    mismatch = "the header's counts do not match the data"
+    if layout.fmt == "ascii":
+        with open(path, "rb") as fp:
+            fp.seek(layout.length)
+            rows = sum(1 for line in fp if line.strip())
+        expected = sum(count for _, count, _ in layout.elements)
+        if rows != expected:
+            raise DatasetError(path, f"holds {rows} data lines but its PLY header declares {expected} "
+                                     f"({declared}): {mismatch}")
+        return
+    used = 0
+    for (_name, count, props), element in zip(layout.elements, ply.elements):
+        for (fixed, count_bytes), prop in zip(props, element.properties):
+            used += fixed * count
+            if count_bytes:  # a list property: its count, then its values, row by row
+                values = sum(len(v) for v in element.data[prop.name])
+                used += count_bytes * count + values * np.dtype(prop.val_dtype).itemsize
+    extra = path.stat().st_size - layout.length - used
+    if extra > 0:
+        with open(path, "rb") as fp:
+            fp.seek(layout.length + used)
+            tail = fp.read(64)
+        if extra > 2 or tail.strip(b"\r\n"):  # a final line break is tolerated
+            raise DatasetError(path, f"holds {extra} bytes after the elements its PLY header declares "
+                                     f"({declared}): {mismatch}")
 
 
 def _load_ply(path: Path) -> Any:
     plyfile = require("plyfile", "reading .ply files")
-    _check_ply_header(path)
+    layout = _check_ply_header(path)
+    _check_ply_body_kind(path, layout)
     with open(path, "rb") as fp:
         ply = plyfile.PlyData.read(fp)
+    _check_ply_extent(path, layout, ply)
     names = [el.name for el in ply.elements]
     if "vertex" not in names:
         raise DatasetError(path, f"has no 'vertex' element (elements: {names})")
@@ -455,6 +599,11 @@ _PCD_TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("
 
 
 def _load_pcd(path: Path) -> _Cloud:
+    """Check the header against the file (before anything is allocated), then let pypcd4
+    decode the data (ascii, binary, binary_compressed/LZF) from a canonical header: one with
+    every optional line filled in (COUNT defaults to 1, POINTS to WIDTH x HEIGHT) and unique
+    field names (pypcd4 would name ``_`` padding fields from Python's global ``random``)."""
+    pypcd4 = require("pypcd4", "reading .pcd files")
     header, length = _read_header(path, b"DATA", "PCD")
     try:
         text = header.decode("ascii")
@@ -469,22 +618,21 @@ def _load_pcd(path: Path) -> _Cloud:
     for key in ("FIELDS", "SIZE", "TYPE", "DATA"):
         if key not in fields:
             raise DatasetError(path, f"has no {key} line in its PCD header")
-    names, sizes, types = fields["FIELDS"], fields["SIZE"], fields["TYPE"]
+    names, sizes, types = fields["FIELDS"], fields["SIZE"], [t.upper() for t in fields["TYPE"]]
     counts = fields.get("COUNT", ["1"] * len(names))
     if not (len(names) == len(sizes) == len(types) == len(counts)) or not names:
         raise DatasetError(path, "has PCD FIELDS/SIZE/TYPE/COUNT lines of different lengths")
     if not all(s.isdigit() for s in sizes + counts):
         raise DatasetError(path, "has non-integer PCD SIZE or COUNT values")
-    dtype_fields = []
+    itemsize, unique = 0, []
     for i, (name, size, typ, count) in enumerate(zip(names, sizes, types, counts)):
-        code = _PCD_TYPES.get((typ.upper(), int(size)))
-        if code is None or int(count) < 1:
+        if (typ, int(size)) not in _PCD_TYPES or int(count) < 1:
             raise DatasetError(
                 path, f"has an unsupported PCD field {name} (TYPE {typ}, SIZE {size}, COUNT {count})"
             )
-        unique = name if name not in [f[0] for f in dtype_fields] and name != "_" else f"_pad{i}"
-        dtype_fields.append((unique, "<" + code, (int(count),)) if int(count) > 1 else (unique, "<" + code))
-    dtype = np.dtype(dtype_fields)
+        itemsize += int(size) * int(count)
+        ok = re.fullmatch(r"[A-Za-z0-9]\w*", name) and name not in unique
+        unique.append(name if ok else f"pad{i}_")
     if "POINTS" in fields:
         npts_s = fields["POINTS"][0] if fields["POINTS"] else ""
     else:
@@ -493,52 +641,53 @@ def _load_pcd(path: Path) -> _Cloud:
     if not npts_s.isdigit():
         raise DatasetError(path, "has no valid PCD POINTS count")
     npts = int(npts_s)
-    mode = (fields["DATA"] or [""])[0].lower()
-    available = path.stat().st_size - length
-    if mode == "ascii":
-        ncols = sum(int(c) for c in counts)
-        if npts * max(1, 2 * ncols - 1) > available:
-            raise DatasetError(
-                path, f"is truncated: PCD header declares {npts} points, the file is too short"
-            )
-        with open(path, "rb") as fp:
-            fp.seek(length)
-            body = fp.read().decode("ascii", errors="strict")
-        rows = [ln for ln in body.splitlines() if ln.strip()]
-        if len(rows) != npts:
-            raise DatasetError(path, f"PCD header declares {npts} points but the file has {len(rows)} rows")
-        if npts == 0:
-            raise DatasetError(path, "holds no points")
-        table = np.loadtxt(io.StringIO("\n".join(rows)), ndmin=2, dtype=np.float64)
-        if table.shape[1] != ncols:
-            raise DatasetError(path, f"PCD rows have {table.shape[1]} values, the header declares {ncols}")
-        data = np.zeros(npts, dtype=dtype)
-        col = 0
-        for name in dtype.names or ():
-            sub = dtype[name]
-            width = int(np.prod(sub.shape)) if sub.shape else 1
-            values = table[:, col : col + width]
-            if sub.base.kind in "iu":  # ASCII rgb is written as a float or an integer
-                values = np.round(values)
-            data[name] = values.astype(sub.base) if width > 1 else values[:, 0].astype(sub.base)
-            col += width
-    elif mode == "binary":
-        nbytes = npts * dtype.itemsize
-        if nbytes > available:
-            raise DatasetError(
-                path, f"is truncated: PCD header declares {nbytes} data bytes, the file has {available}"
-            )
-        with open(path, "rb") as fp:
-            fp.seek(length)
-            data = np.frombuffer(fp.read(nbytes), dtype=dtype, count=npts)
-    elif mode == "binary_compressed":
-        data = _pcd_compressed(path, length, available, dtype, npts)
-    else:
-        raise DatasetError(path, f"has an unknown PCD DATA mode {mode!r}")
     if npts == 0:
         raise DatasetError(path, "holds no points")
-    cloud = _fields_to_cloud(_unpack_pcd_rgb(data), path)
-    return cloud
+    mode = (fields["DATA"] or [""])[0].lower()
+    available = path.stat().st_size - length
+    ncols = sum(int(c) for c in counts)
+    if mode == "ascii":
+        if npts * max(1, 2 * ncols - 1) > available:
+            raise DatasetError(path, f"is truncated: PCD header declares {npts} points, the file is too short")
+    elif mode == "binary":
+        if npts * itemsize > available:
+            raise DatasetError(
+                path, f"is truncated: PCD header declares {npts * itemsize} data bytes, the file has {available}"
+            )
+    elif mode == "binary_compressed":
+        _check_pcd_compressed(path, length, available, npts * itemsize)
+    else:
+        raise DatasetError(path, f"has an unknown PCD DATA mode {mode!r}")
+    with open(path, "rb") as fp:
+        fp.seek(length)
+        body = fp.read()
+    if mode == "ascii":  # pypcd4 splits on single spaces: collapse runs of blanks, drop blank lines
+        rows = [b" ".join(line.split()) for line in body.splitlines() if line.strip()]
+        if len(rows) != npts:
+            raise DatasetError(path, f"PCD header declares {npts} points but the file has {len(rows)} rows")
+        body = b"\n".join(rows) + b"\n"
+    canonical = (
+        f"VERSION 0.7\nFIELDS {' '.join(unique)}\nSIZE {' '.join(sizes)}\nTYPE {' '.join(types)}\n"
+        f"COUNT {' '.join(counts)}\nWIDTH {npts}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {npts}\nDATA {mode}\n"
+    )
+    data = np.atleast_1d(pypcd4.PointCloud.from_fileobj(io.BytesIO(canonical.encode() + body)).pc_data)
+    if len(data) != npts:
+        raise DatasetError(path, f"PCD header declares {npts} points but the data holds {len(data)}")
+    return _fields_to_cloud(_unpack_pcd_rgb(data), path)
+
+
+def _check_pcd_compressed(path: Path, length: int, available: int, nbytes: int) -> None:
+    if available < 8:
+        raise DatasetError(path, "is truncated: binary_compressed PCD has no size words")
+    with open(path, "rb") as fp:
+        fp.seek(length)
+        csize, usize = struct.unpack("<II", fp.read(8))
+    if usize != nbytes:
+        raise DatasetError(path, f"PCD declares {nbytes} bytes of points but {usize} uncompressed bytes")
+    if csize > available - 8:
+        raise DatasetError(path, f"is truncated: {csize} compressed bytes declared, {available - 8} present")
+    if usize > 0 and usize > 128 * csize + 64:  # LZF cannot expand more than ~88x
+        raise DatasetError(path, f"PCD declares {usize} bytes from only {csize} compressed bytes")
 
 
 def _unpack_pcd_rgb(data: np.ndarray) -> np.ndarray:
@@ -559,73 +708,6 @@ def _unpack_pcd_rgb(data: np.ndarray) -> np.ndarray:
     out["green"] = (bits >> 8) & 0xFF
     out["blue"] = bits & 0xFF
     return out
-
-
-def _pcd_compressed(path: Path, length: int, available: int, dtype: np.dtype, npts: int) -> np.ndarray:
-    if available < 8:
-        raise DatasetError(path, "is truncated: binary_compressed PCD has no size words")
-    with open(path, "rb") as fp:
-        fp.seek(length)
-        csize, usize = struct.unpack("<II", fp.read(8))
-        if usize != npts * dtype.itemsize:
-            raise DatasetError(path, f"PCD declares {npts} points but {usize} uncompressed bytes")
-        if csize > available - 8:
-            raise DatasetError(
-                path, f"is truncated: {csize} compressed bytes declared, {available - 8} present"
-            )
-        if usize > 0 and usize > 128 * csize + 64:  # LZF cannot expand more than ~88x
-            raise DatasetError(path, f"PCD declares {usize} bytes from only {csize} compressed bytes")
-        raw = _lzf_decompress(fp.read(csize), usize, path)
-    # the payload is column-major: every field's values for all points, field after field
-    out = np.zeros(npts, dtype=dtype)
-    offset = 0
-    for name in dtype.names or ():
-        sub = dtype[name]
-        nbytes = npts * sub.itemsize
-        col = np.frombuffer(raw, dtype=sub.base, count=npts * max(1, int(np.prod(sub.shape))), offset=offset)
-        out[name] = col.reshape((npts, *sub.shape))
-        offset += nbytes
-    return out
-
-
-def _lzf_decompress(src: bytes, out_len: int, path: Path) -> bytes:
-    """Decompress LibLZF data (as PCL writes it) into exactly ``out_len`` bytes."""
-    out = bytearray(out_len)
-    i = o = 0
-    n = len(src)
-    while i < n:
-        ctrl = src[i]
-        i += 1
-        if ctrl < 32:  # a literal run of ctrl + 1 bytes
-            run = ctrl + 1
-            if i + run > n or o + run > out_len:
-                raise DatasetError(path, "has corrupt LZF data (literal run past the end)")
-            out[o : o + run] = src[i : i + run]
-            i += run
-            o += run
-            continue
-        run = ctrl >> 5
-        if run == 7:
-            if i >= n:
-                raise DatasetError(path, "has corrupt LZF data (truncated length)")
-            run += src[i]
-            i += 1
-        if i >= n:
-            raise DatasetError(path, "has corrupt LZF data (truncated reference)")
-        ref = o - ((ctrl & 0x1F) << 8) - 1 - src[i]
-        i += 1
-        run += 2
-        if ref < 0 or o + run > out_len:
-            raise DatasetError(path, "has corrupt LZF data (reference out of range)")
-        if ref + run <= o:
-            out[o : o + run] = out[ref : ref + run]
-        else:  # overlapping copy repeats the pattern
-            for k in range(run):
-                out[o + k] = out[ref + k]
-        o += run
-    if o != out_len:
-        raise DatasetError(path, f"has corrupt LZF data ({o} bytes decoded, {out_len} declared)")
-    return bytes(out)
 
 
 # ----------------------------------------------------------------------------- meshes

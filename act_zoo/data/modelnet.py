@@ -425,10 +425,11 @@ class ModelNet40(_ModelNetBase):
     @classmethod
     def build_cache(
         cls, root: PathLike, *, split: Literal["train", "test"] = "train", num_category: Literal[40, 10] = 40,
-        fps_points: int = FPS_POINTS, fps_seed: int = 0, overwrite: bool = False,
+        fps_points: int = FPS_POINTS, fps_seed: int = 0, overwrite: bool = False, progress: bool | None = None,
     ) -> Path:  # fmt: skip
         """Run the official preprocessing (FPS of every ``.txt`` to ``fps_points``) once and write
-        ``modelnet{C}_{split}_{fps_points}pts_fps.npz``, which the ``"npz"`` source then reads."""
+        ``modelnet{C}_{split}_{fps_points}pts_fps.npz``, which the ``"npz"`` source then reads.
+        ``progress``: a progress bar over the shapes (None: only on a terminal)."""
         ds = cls(
             root,
             split=split,
@@ -441,7 +442,11 @@ class ModelNet40(_ModelNetBase):
         out = ds.root / f"modelnet{num_category}_{split}_{fps_points}pts_fps.npz"
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} exists (overwrite=True to rebuild it)")
-        packed = _Packed.from_list([ds.load_txt_fps(i) for i in range(len(ds))], ds.root)
+        from tqdm.auto import tqdm
+
+        shapes = tqdm(range(len(ds)), desc=f"ModelNet{num_category} {split} cache", unit="shape",
+                      disable=None if progress is None else not progress)
+        packed = _Packed.from_list([ds.load_txt_fps(i) for i in shapes], ds.root)
         save_npz_atomic(
             out,
             {"format": np.array(_FORMAT), "kind": np.array("modelnet"), "points": packed.points,

@@ -19,9 +19,10 @@ timm and transformers are imported only when a teacher needs them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,7 +170,8 @@ def build_teacher(spec: TeacherSpec, *, pretrained: bool = False) -> nn.Sequenti
         from transformers import AutoModel
 
         if pretrained:
-            model = AutoModel.from_pretrained(_bert_source(spec.name))
+            with _quiet_transformers():
+                model = AutoModel.from_pretrained(_bert_source(spec.name))
         else:
             model = AutoModel.from_config(_bert_config(spec.name))
         layers = getattr(getattr(model, "encoder", None), "layer", None)
@@ -177,6 +179,23 @@ def build_teacher(spec: TeacherSpec, *, pretrained: bool = False) -> nn.Sequenti
             raise ValueError(f"{spec.name!r} is not a BERT-like encoder (no encoder.layer)")
         return nn.Sequential(layers, nn.Identity())
     raise ValueError(f"unknown teacher kind {spec.kind!r}")
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' "Loading weights" bar and load-report chatter for one call, then
+    restore the caller's settings (transformers' switches are global: never left changed)."""
+    from transformers.utils import logging as hf_logging
+
+    bar, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def _timm_model(name: str, *, pretrained: bool) -> nn.Module:

@@ -50,10 +50,15 @@ class ClassifierConfig(PointTransformerConfig):
 
     ``transfer_type``: ``full`` (everything trains, mlp-3 head), ``mlp-3`` / ``linear``
     (only the head, ``cls_token`` and ``cls_pos`` train; head mlp-3 / linear), ``bit-fit``
-    (biases + cls), ``side`` (side-tuning branch + cls)."""
+    (biases + cls), ``side`` (side-tuning branch + cls).
+
+    ``class_names``: the name of each output, in logit order (``()``: unknown, as in the
+    official checkpoints); when given there is exactly one per output. Not a weight: it
+    travels in ``config.json`` and is exposed as ``model.class_names``."""
 
     cls_dim: int = 40
     transfer_type: str = "full"
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -61,6 +66,17 @@ class ClassifierConfig(PointTransformerConfig):
             raise ValueError(f"cls_dim must be >= 1, got {self.cls_dim}")
         if self.transfer_type not in TRANSFER_TYPES:
             raise ValueError(f"transfer_type must be one of {TRANSFER_TYPES}, got {self.transfer_type!r}")
+        names = self.class_names
+        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"class_names must be a sequence of non-empty strings, got {names!r}")
+        if names and len(names) != self.cls_dim:
+            raise ValueError(f"class_names has {len(names)} names for cls_dim={self.cls_dim} outputs; "
+                             "give one name per output (or none)")
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"class_names must be distinct; repeated: {dup}")
+        if not isinstance(names, tuple):  # a list from JSON/YAML: keep the config hashable
+            object.__setattr__(self, "class_names", tuple(names))
 
 
 # The official fine-tuning configurations.
@@ -169,6 +185,11 @@ class ACTClassifier(ACTEncoder):
             self.side = None
         self.init_weights()
         self.apply_transfer_freeze()
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The name of each logit (from ``config.class_names``), or None when unknown."""
+        return list(self.config.class_names) or None
 
     def reset_head(self) -> None:
         """Fresh PyTorch-default head, as the official loader leaves it after a pretrained load."""

@@ -12,9 +12,9 @@ import torch
 import trimesh
 
 from act_zoo.data import DatasetError, PointCloudFolder, PointCloudList, SyntheticShapes, make_few_shot_splits
-from act_zoo.data import custom as custom_module
+from act_zoo.data import prepare as prepare_module
+from act_zoo.data.prepare import prepare_cloud
 
-from .test_modelnet import ref_pc_normalize
 
 
 @pytest.fixture
@@ -43,9 +43,13 @@ def test_folder_classes_samples_and_items(tree: Path):
     for i in range(len(ds)):
         points, label = ds[i]
         assert points.shape == (16, 3) and points.dtype == torch.float32 and label == ds.labels[i]
-        assert abs(float(points.norm(dim=1).max()) - 1) < 1e-5  # normalised
+        assert float(points.norm(dim=1).max()) <= 1 + 1e-6  # normalised (the whole file, then resampled)
+        # the one preparation path: the same cloud extract_features / predict would use
+        np.testing.assert_array_equal(points.numpy(), prepare_cloud(ds.samples[i][0], num_points=16).points)
     raw = PointCloudFolder(tree, num_points=16, normalize=False)[1][0].numpy()
-    np.testing.assert_allclose(ds[1][0].numpy(), ref_pc_normalize(raw), atol=1e-5)
+    whole = np.load(tree / "chair" / "b.npy")
+    np.testing.assert_allclose(ds[1][0].numpy(), (raw - whole.mean(0)) / np.linalg.norm(whole - whole.mean(0), axis=1).max(),
+                               atol=1e-5)
     only_npy = PointCloudFolder(tree, num_points=8, extensions=["npy"])
     assert len(only_npy) == 1
     assert pickle.loads(pickle.dumps(ds))[2][0].shape == (16, 3)
@@ -113,9 +117,9 @@ def test_cache_is_used_and_invalidated(tmp_path: Path, tree: Path, monkeypatch):
     assert sorted(f.name.startswith(".") for f in cache.iterdir()) == [False] * 3  # no temporary files left
 
     def boom(*args, **kwargs):
-        raise AssertionError("read_points must not be called on a cache hit")
+        raise AssertionError("a cache hit must not read or prepare the file")
 
-    monkeypatch.setattr(custom_module, "read_points", boom)
+    monkeypatch.setattr(prepare_module.CloudPreparer, "__call__", boom)
     again = PointCloudFolder(tree, num_points=16, cache_dir=cache)
     assert all(torch.equal(a, again[i][0]) for i, a in enumerate(first))
     monkeypatch.undo()

@@ -81,6 +81,26 @@ def _valid_files() -> dict[str, bytes]:
 
 
 VALID = _valid_files()
+
+
+def _more_valid_files() -> dict[str, bytes]:
+    """Seeds for formats with two encodings: ASCII PLY, and a PCD compressed by real LZF
+    (back-references, written by pypcd4) rather than the literal-only stream of pcd_bytes."""
+    import pypcd4
+
+    pts = np.repeat(np.random.default_rng(1).normal(size=(10, 3)).astype(np.float32), 3, axis=0)
+    vertex = np.zeros(30, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    vertex["x"], vertex["y"], vertex["z"] = pts.T
+    buf = io.BytesIO()
+    plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")], text=True).write(buf)
+    out = {"ascii.ply": buf.getvalue()}
+    buf = io.BytesIO()
+    pypcd4.PointCloud.from_xyz_points(pts).save(buf, encoding=pypcd4.Encoding.BINARY_COMPRESSED)
+    out["lzf.pcd"] = buf.getvalue()
+    return out
+
+
+MORE_VALID = _more_valid_files()
 HUGE = {
     ".npy": lambda n: _npy_header(f"({n}, 3)"),
     ".npz": lambda n: _npz_with(_npy_header(f"({n}, 3)")),
@@ -151,6 +171,18 @@ def test_read_points_truncated_and_mutated(fuzz_dir: Path, ext: str, cut: float,
     _check_cloud_or_error(path)
 
 
+@pytest.mark.parametrize("name", sorted(MORE_VALID))
+@FUZZ
+@given(cut=st.floats(0.0, 1.0, exclude_max=True), flips=FLIPS)
+def test_read_points_truncated_and_mutated_second_encodings(fuzz_dir: Path, name: str, cut: float, flips: list):
+    valid = bytearray(MORE_VALID[name])
+    for where, value in flips:
+        valid[int(where * len(valid))] = value
+    path = fuzz_dir / f"mutated_{name}"
+    path.write_bytes(bytes(valid[: max(0, int(cut * len(valid)) if cut > 0 else len(valid))]))
+    _check_cloud_or_error(path)
+
+
 @pytest.mark.parametrize("ext", sorted(HUGE))
 @FUZZ
 @given(count=st.integers(10**6, 10**15))
@@ -168,7 +200,7 @@ def test_every_valid_sample_reads():
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        for ext, data in VALID.items():
+        for ext, data in [*VALID.items(), *MORE_VALID.items()]:
             path = Path(d) / f"ok{ext}"
             path.write_bytes(data)
             assert read_points(path, num_points=8).shape == (8, 3), ext

@@ -11,7 +11,6 @@ import pytest
 import trimesh
 
 from act_zoo.data import SUPPORTED_EXTENSIONS, DatasetError, read_points
-from act_zoo.data.io import _lzf_decompress
 
 from .builders import pcd_bytes
 
@@ -132,15 +131,6 @@ def test_pcd_ascii_binary_compressed(tmp_path: Path, pts):
         np.testing.assert_allclose(out[:, 6:9] * 255, rgb, atol=1e-4, err_msg=mode)
 
 
-def test_lzf_back_references():
-    # literal "ab", then a back reference of length 4 to offset 0 (overlapping): "ababab"
-    assert _lzf_decompress(bytes([1]) + b"ab" + bytes([(2 << 5), 1]), 6, Path("x")) == b"ababab"
-    # a long reference (length code 7 + extra byte): 'a' then 7+3+2=12 copies of it
-    assert _lzf_decompress(bytes([0]) + b"a" + bytes([(7 << 5), 3, 0]), 13, Path("x")) == b"a" * 13
-    with pytest.raises(DatasetError, match="corrupt LZF"):
-        _lzf_decompress(bytes([(2 << 5), 9]), 4, Path("x"))  # reference before the start
-
-
 # ----------------------------------------------------------------------------- sampling
 
 
@@ -244,3 +234,119 @@ def test_option_validation(tmp_path: Path, pts):
         read_points(tmp_path / "a.npy", num_points=0)
     with pytest.raises(ValueError, match="sample"):
         read_points(tmp_path / "a.npy", sample="grid")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- PLY headers must tell the truth
+
+
+def _ply(pts: np.ndarray, *, text: bool, faces: list | None = None) -> bytes:
+    import io
+
+    v = np.zeros(len(pts), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    v["x"], v["y"], v["z"] = pts.T
+    elements = [plyfile.PlyElement.describe(v, "vertex")]
+    if faces is not None:
+        f = np.empty(len(faces), dtype=[("vertex_indices", "O")])
+        f["vertex_indices"] = [np.asarray(x, dtype=np.int32) for x in faces]
+        elements.append(plyfile.PlyElement.describe(f, "face"))
+    buf = io.BytesIO()
+    plyfile.PlyData(elements, text=text).write(buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("name", "edit", "match"), [
+    ("bin_over_ascii", lambda a, b: a.replace(b"format ascii", b"format binary_little_endian"),
+     "declares 'binary_little_endian' but the data is ASCII text"),
+    ("ascii_over_bin", lambda a, b: b.replace(b"format binary_little_endian", b"format ascii"),
+     "declares 'format ascii' but the data is binary"),
+    ("more_ascii", lambda a, b: a.replace(b"element vertex 50", b"element vertex 40"),
+     r"holds 50 data lines but its PLY header declares 40 \(vertex 40\)"),
+    ("more_binary", lambda a, b: b.replace(b"element vertex 50", b"element vertex 40"),
+     r"holds 120 bytes after the elements its PLY header declares \(vertex 40\)"),
+    ("fewer_ascii", lambda a, b: a.replace(b"element vertex 50", b"element vertex 60"), "end-of-file|truncated"),
+    ("fewer_binary", lambda a, b: b.replace(b"element vertex 50", b"element vertex 60"), "truncated"),
+])
+def test_ply_header_lies_are_errors(tmp_path: Path, pts, name, edit, match):
+    path = tmp_path / f"{name}.ply"
+    path.write_bytes(edit(_ply(pts, text=True), _ply(pts, text=False)))
+    with pytest.raises(DatasetError, match=rf"{name}\.ply: .*({match})"):
+        read_points(path)
+
+
+def test_truthful_ply_files_still_read(tmp_path: Path, pts):
+    for text in (True, False):
+        path = tmp_path / f"ok{int(text)}.ply"
+        path.write_bytes(_ply(pts, text=text))
+        np.testing.assert_allclose(read_points(path), pts, rtol=1e-6)
+        path.write_bytes(_ply(pts, text=text) + b"\n")  # a final line break is tolerated
+        assert read_points(path).shape == (50, 3)
+    # a binary mesh with list properties of mixed lengths: its exact extent is accounted for
+    faces = [[0, 1, 2], [2, 3, 4, 5], [5, 6, 7]]
+    path = tmp_path / "mesh.ply"
+    path.write_bytes(_ply(pts, text=False, faces=faces))
+    assert read_points(path, num_points=64).shape == (64, 3)
+    path.write_bytes(_ply(pts, text=False, faces=faces) + b"\0" * 13)
+    with pytest.raises(DatasetError, match="13 bytes after the elements"):
+        read_points(path)
+
+
+# ----------------------------------------------------------------------------- PCD through pypcd4
+
+
+def test_pcd_written_by_pypcd4_with_real_lzf(tmp_path: Path):
+    pypcd4 = pytest.importorskip("pypcd4")
+    rng = np.random.default_rng(3)
+    xyz = np.repeat(rng.normal(size=(50, 3)).astype(np.float32), 8, axis=0)  # repeats: LZF back-references
+    path = tmp_path / "real.pcd"
+    pypcd4.PointCloud.from_xyz_points(xyz).save(path, encoding=pypcd4.Encoding.BINARY_COMPRESSED)
+    raw = path.read_bytes()
+    csize, usize = struct.unpack("<II", raw[raw.index(b"DATA binary_compressed\n") + 23:][:8])
+    assert csize < usize / 2  # really compressed
+    np.testing.assert_array_equal(read_points(path), xyz)
+    cut = raw[:-40]
+    (tmp_path / "cut.pcd").write_bytes(cut)
+    with pytest.raises(DatasetError, match=r"cut\.pcd: is truncated"):
+        read_points(tmp_path / "cut.pcd")
+    body = bytearray(raw)
+    start = len(raw) - csize
+    body[start:start + 8] = b"\xff" * 8  # corrupt LZF stream
+    (tmp_path / "bad.pcd").write_bytes(bytes(body))
+    with pytest.raises(DatasetError, match=r"bad\.pcd"):
+        read_points(tmp_path / "bad.pcd")
+
+
+def test_pcd_header_variants(tmp_path: Path, pts):
+    rows = "\n".join("  ".join(f"{v:.7g}" for v in p) + " \t" for p in pts)  # runs of blanks, trailing blanks
+    no_count = f"FIELDS x y z _\nSIZE 4 4 4 4\nTYPE F F F F\nWIDTH 50\nHEIGHT 1\nDATA ascii\n"
+    padded = "\n".join(r + " 0" for r in rows.splitlines())
+    (tmp_path / "a.pcd").write_text(no_count + padded + "\n")  # no COUNT, no POINTS, a '_' padding field
+    np.testing.assert_allclose(read_points(tmp_path / "a.pcd"), pts, rtol=1e-6)
+    (tmp_path / "rows.pcd").write_text(no_count.replace("WIDTH 50", "WIDTH 51") + padded + "\n")
+    with pytest.raises(DatasetError, match="declares 51 points but the file has 50 rows"):
+        read_points(tmp_path / "rows.pcd")
+
+
+# ----------------------------------------------------------------------------- files, directories, globs
+
+
+def test_collect_files_expands_directories_and_globs(tmp_path: Path, pts):
+    from act_zoo.data import collect_files
+
+    for rel in ("b/2.npy", "b/deep/1.ply", "a.xyz", ".hidden/x.npy", "b/.h.npy", "notes.md"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    files = collect_files([tmp_path])
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == ["a.xyz", "b/2.npy", "b/deep/1.ply"]
+    assert collect_files(str(tmp_path / "b" / "**" / "*.ply")) == [tmp_path / "b" / "deep" / "1.ply"]
+    # order as given, duplicates once; a named file is taken whatever its extension
+    got = collect_files([tmp_path / "notes.md", tmp_path / "b", tmp_path / "b" / "2.npy"])
+    assert [f.name for f in got] == ["notes.md", "2.npy", "1.ply"]
+    with pytest.raises(FileNotFoundError, match=r"nope\.ply: no such file or directory"):
+        collect_files([tmp_path / "nope.ply"])
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        collect_files([str(tmp_path / "*.pcd")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: directory holds no files with a supported extension"):
+        collect_files([tmp_path / "empty"])
+    with pytest.raises(ValueError, match="no input"):
+        collect_files([])

@@ -16,6 +16,7 @@ from ...data.transforms import RotateY, ScaleAndTranslate
 from ...models import ACTClassifier
 from ..config import FinetuneConfig
 from ..loop import StepContext
+from ..evaluation import classify_logits
 from .common import DatasetsMixin, accuracy_metrics, fps_exact, fps_subset, load_encoder_into
 
 logger = logging.getLogger(__name__)
@@ -64,12 +65,8 @@ class FinetuneTask(DatasetsMixin):
         preds, labels = [], []
         for points, label in self._loader():
             points = points.to(device).float()
-            if votes:
-                logits = torch.stack([model(self.vote_aug(fps_subset(points, self.cfg.npoints,
-                                                                     pool_ratio=self.cfg.point_pool_ratio)))
-                                      for _ in range(votes)]).mean(0)
-            else:
-                logits = model(fps_exact(points, self.cfg.npoints))
+            logits = classify_logits(model, points, npoints=self.cfg.npoints, votes=votes,
+                                     pool_ratio=self.cfg.point_pool_ratio, augment=self.vote_aug)
             preds.append(logits.argmax(-1).cpu())
             labels.append(torch.as_tensor(label).view(-1))
         return torch.cat(preds), torch.cat(labels)
