@@ -17,6 +17,8 @@ COMMANDS: tuple[str, ...] = (
     "act_zoo.cli.extract",  # extract
     "act_zoo.cli.infer",    # predict, evaluate
     "act_zoo.cli.train",    # train
+    "act_zoo.cli.recipes",  # recipes
+    "act_zoo.cli.data",     # data check
     "act_zoo.cli.segment",  # segment
 )
 

@@ -341,12 +341,22 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+RECIPE_PREFIX = "recipe:"  # --config recipe:NAME names a shipped recipe (act_zoo/recipes/NAME.yaml)
+
+
 def load_config(pipeline: str, path: str | Path | None = None, overrides: Sequence[str] = ()) -> Any:
-    """The config of ``pipeline``: official defaults, then the YAML file, then overrides."""
+    """The config of ``pipeline``: official defaults, then the YAML file, then overrides.
+
+    ``path`` may name a shipped recipe, ``"recipe:NAME"`` (see ``act-zoo recipes``): its config,
+    which must belong to ``pipeline``."""
     if pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {pipeline!r}; choose one of {sorted(PIPELINES)}")
     data: dict[str, Any] = {}
-    if path is not None:
+    if isinstance(path, str) and path.startswith(RECIPE_PREFIX):
+        from ..recipes import recipe_config
+
+        data = recipe_config(path[len(RECIPE_PREFIX):], pipeline=pipeline)
+    elif path is not None:
         try:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
