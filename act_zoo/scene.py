@@ -7,8 +7,9 @@ centred on the block, z the height above the floor); every chunk runs through th
 point gets the mean of its log-probabilities over every chunk that holds it (all the
 overlapping blocks), and its label is the argmax. Every input point is labelled.
 
-Before blocking, the cloud goes through one preparation step, in float64: validation (shape,
-finite values, at least one point), optional axis change (``up="y"`` for y-up scans) and unit
+Before blocking, the cloud goes through the one preparation path's reading and validation
+(:mod:`act_zoo.data.prepare`: files read in float64; shape, finite values, at least one point),
+then, in float64: optional axis change (``up="y"`` for y-up scans) and unit
 change (``scale``, e.g. 0.001 for millimetres: the official model works in metres), the
 minimum moved to the origin (so z is the height above the lowest point, like the
 ``collect_indoor3d_data`` rooms), and exact duplicate points merged (they get one label). The
@@ -83,28 +84,24 @@ class SegmentationResult:
 # ----------------------------------------------------------------------------------------------
 # the one preparation step of a scene
 # ----------------------------------------------------------------------------------------------
-def scene_points(cloud: CloudLike) -> np.ndarray:
-    """A cloud (array, tensor or file) as given: ``[N, 3]`` coordinates (extra columns, e.g.
-    colours, are dropped), validated: a numeric ``[N, >=3]`` array, N >= 1, finite."""
-    if isinstance(cloud, (str, os.PathLike)):
-        from .data.io import read_points
+def scene_points(cloud: CloudLike) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-2 of the one preparation path (:mod:`act_zoo.data.prepare`: read, validate) for a
+    scene: ``(points as given [N, 3], validated float64 copy [N, 3])``. A file is read in
+    float64 (float32 data is returned as float32); an array or tensor may carry extra columns
+    (colours ...), which are dropped."""
+    from .data.prepare import CloudPreparer, validate_cloud
 
-        cloud = read_points(cloud)  # float32 [N, 3]; DatasetError names a bad file
+    if isinstance(cloud, (str, os.PathLike)):
+        xyz64, eps, _ = CloudPreparer(num_points=1, normalize=False).read(cloud)
+        given = xyz64.astype(np.float32) if eps == np.finfo(np.float32).eps else xyz64
+        return given, xyz64
+    if isinstance(cloud, (torch.Tensor, np.ndarray)) and cloud.ndim == 2 and cloud.shape[1] > 3:
+        cloud = cloud[:, :3]
     if isinstance(cloud, torch.Tensor):
-        cloud = cloud.detach().cpu().numpy()
-    if not isinstance(cloud, np.ndarray):
-        raise TypeError(f"cloud must be a numpy array, a tensor or a file path, got {type(cloud).__name__}")
-    if cloud.ndim != 2 or cloud.shape[1] < 3:
-        raise ValueError(f"cloud must have shape [N, 3] (or [N, 3+] with extra columns), got {list(cloud.shape)}")
-    if cloud.shape[0] == 0:
-        raise ValueError("cloud holds no points")
-    if cloud.dtype.kind not in "fiu":
-        raise ValueError(f"cloud must hold numbers, got dtype {cloud.dtype}")
-    xyz = cloud[:, :3]
-    if not np.isfinite(xyz).all():
-        bad = int((~np.isfinite(xyz)).any(axis=1).sum())
-        raise ValueError(f"{bad} of {len(xyz)} points have NaN or infinite coordinates")
-    return xyz
+        xyz64, _ = validate_cloud(cloud, "cloud")
+        return cloud.detach().cpu().numpy(), xyz64
+    xyz64, _ = validate_cloud(cloud, "cloud")
+    return cloud, xyz64
 
 
 def prepare_scene(xyz: np.ndarray, *, up: Literal["z", "y"] = "z", scale: float = 1.0) -> np.ndarray:
@@ -181,7 +178,7 @@ def segment(
         ``save_top_view``).
     """
     model = _resolve_model(model)
-    points = scene_points(cloud)
+    points, xyz64 = scene_points(cloud)
     cfg = model.config
     block_size = float(block_size or cfg.block_size)
     stride = float(stride or block_size / 2)
@@ -191,7 +188,7 @@ def segment(
     if npoints < max(cfg.num_group, cfg.group_size):
         raise ValueError(f"npoints={npoints} is fewer than the model's num_group={cfg.num_group} / "
                          f"group_size={cfg.group_size}")
-    xyz = prepare_scene(points, up=up, scale=scale)
+    xyz = prepare_scene(xyz64, up=up, scale=scale)
     unique, inverse = np.unique(xyz, axis=0, return_inverse=True)  # sorted rows: order-free
     inverse = inverse.reshape(-1)
     if len(unique) < len(xyz):

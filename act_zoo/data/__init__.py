@@ -32,7 +32,7 @@ from .fewshot import FewShotSplit, make_few_shot_splits
 from .io import MESH_EXTENSIONS, POINT_CLOUD_EXTENSIONS, SUPPORTED_EXTENSIONS, collect_files, read_points
 from .modelnet import ModelNet40, ModelNet40FewShot, convert_modelnet_pickle
 from .prepare import CloudBatch, CloudPreparer, PreparedCloud, batch_clouds, prepare_cloud
-from .s3dis import S3DIS, S3DIS_CLASSES, check_s3dis
+from .s3dis import S3DIS, S3DIS_CLASSES
 from .scanobjectnn import SCANOBJECTNN_CLASSES, ScanObjectNN
 from .shapenet import ShapeNet55
 from .shapenetpart import SHAPENETPART_SEG_CLASSES, ShapeNetPart
@@ -80,7 +80,6 @@ __all__ = [
     "ShapeNetPart",
     "SyntheticShapes",
     "batch_clouds",
-    "check_s3dis",
     "collect_files",
     "convert_modelnet_pickle",
     "make_few_shot_splits",

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,7 +52,7 @@ from .._s3dis import S3DIS_CLASSES, S3DIS_NUM_CLASSES, S3DIS_ROOMS_PER_AREA, S3D
 from ._common import PathLike, PointDataset, Transform, _read_npy_header, check_choice, check_positive_int, load_npy
 from .errors import DatasetError
 
-__all__ = ["S3DIS", "S3DIS_CLASSES", "S3DISCheck", "S3DISRoom", "check_s3dis", "label_histogram", "label_weights",
+__all__ = ["S3DIS", "S3DIS_CLASSES", "S3DISRoom", "check_s3dis", "label_histogram", "label_weights",
            "list_rooms", "read_room", "split_rooms"]
 
 logger = logging.getLogger(__name__)
@@ -249,86 +249,73 @@ class S3DIS(PointDataset):
 
 
 # ----------------------------------------------------------------------------------------------
-# act-zoo data check s3dis ROOT
+# act-zoo data check s3dis ROOT (registered in act_zoo.data.check.DATASETS)
 # ----------------------------------------------------------------------------------------------
-@dataclass
-class S3DISCheck:
-    """What :func:`check_s3dis` found. ``ok`` is False when any ``problems`` were found."""
+def check_s3dis(root: PathLike, report: Any, *, expect_counts: bool = True, samples: int = 8) -> None:
+    """The ``act-zoo data check s3dis ROOT`` checker (see :func:`act_zoo.data.check.check_dataset`).
 
-    root: Path
-    rooms_per_area: dict[int, int] = field(default_factory=dict)
-    points: int = 0
-    histogram: list[int] | None = None
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    Records into ``report`` (``good`` / ``warning`` / ``problem``): the room files per area
+    against the official counts (a warning instead with ``expect_counts=False``); every file's
+    ``.npy`` header (an ``[N, 7]`` numeric array whose data fits in the file) and the total
+    points; the split (train areas, test area 5); and, for ``samples`` rooms spread over the
+    list, a full read: finite values, integer labels in 0..12, the room minimum at the origin
+    (what ``collect_indoor3d_data.py`` writes: z is the height above the floor)."""
+    from .check import sample_indices
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def format(self) -> str:
-        lines = [f"S3DIS at {self.root}: {sum(self.rooms_per_area.values())} rooms, {self.points:,} points"]
-        for area in sorted(set(self.rooms_per_area) | set(S3DIS_ROOMS_PER_AREA)):
-            got, want = self.rooms_per_area.get(area, 0), S3DIS_ROOMS_PER_AREA.get(area)
-            role = "test" if area == S3DIS_TEST_AREA else "train"
-            mark = "ok" if got == want else f"expected {want}"
-            lines.append(f"  Area_{area} ({role}): {got} rooms  [{mark}]")
-        if self.histogram is not None:
-            total = max(1, sum(self.histogram))
-            lines.append("  classes: " + ", ".join(f"{n} {100 * c / total:.1f}%"
-                                                   for n, c in zip(S3DIS_CLASSES, self.histogram)))
-        lines += [f"  note: {n}" for n in self.notes]
-        lines += [f"  PROBLEM: {p}" for p in self.problems]
-        lines.append("OK" if self.ok else f"{len(self.problems)} problem(s)")
-        return "\n".join(lines)
-
-
-def check_s3dis(root: PathLike, *, deep: bool = False) -> S3DISCheck:
-    """Check an S3DIS folder against the official layout and counts.
-
-    Always: the room files per area against the official counts (272 rooms), each file's
-    ``.npy`` header (an ``[N, 7]`` numeric array whose data fits in the file). With
-    ``deep=True`` every room is also read: finite values, integer labels in 0..12, the room
-    minimum at the origin (what ``collect_indoor3d_data.py`` writes), class histogram."""
     root = Path(root)
-    report = S3DISCheck(root)
     rooms = list_rooms(root)
     if not rooms:
-        report.problems.append("no Area_<k>_<room>.npy files (run the official collect_indoor3d_data.py first)")
-        return report
+        report.problem(f"{root}: no Area_<k>_<room>.npy files (run the official collect_indoor3d_data.py first)")
+        return
     others = [p.name for p in root.iterdir() if p.is_file() and not ROOM_RE.match(p.name)]
     if others:
-        report.notes.append(f"{len(others)} other files are ignored (e.g. {others[0]})")
+        report.warning(f"{len(others)} other files are ignored (e.g. {others[0]})")
+    per_area: dict[int, int] = {}
     for room in rooms:
-        report.rooms_per_area[room.area] = report.rooms_per_area.get(room.area, 0) + 1
+        per_area[room.area] = per_area.get(room.area, 0) + 1
     for area, want in S3DIS_ROOMS_PER_AREA.items():
-        got = report.rooms_per_area.get(area, 0)
-        if got != want:
-            report.problems.append(f"Area_{area} has {got} rooms, the official release has {want}")
-    unknown = sorted(set(report.rooms_per_area) - set(S3DIS_ROOMS_PER_AREA))
+        got = per_area.get(area, 0)
+        role = "test" if area == S3DIS_TEST_AREA else "train"
+        if got == want:
+            report.good(f"Area_{area} ({role}): {got} rooms (official {want})")
+        elif expect_counts:
+            report.problem(f"Area_{area} ({role}): {got} rooms, the official release has {want} "
+                           "(a partial download? --no-expect-counts accepts it)")
+        else:
+            report.warning(f"Area_{area} ({role}): {got} rooms, the official release has {want}")
+    unknown = sorted(set(per_area) - set(S3DIS_ROOMS_PER_AREA))
     if unknown:
-        report.problems.append(f"unknown areas {unknown} (S3DIS has Areas 1-6)")
-    histogram = np.zeros(S3DIS_NUM_CLASSES, dtype=np.int64)
+        report.problem(f"unknown areas {unknown} (S3DIS has Areas 1-6)")
+    points, broken = 0, 0
     for room in rooms:
         try:
-            rows = _npy_rows(room.path)
-            report.points += rows
-            if deep:
-                data = read_room(room.path)
-                histogram += label_histogram(data.labels)
-                low = data.xyz.min(0)
-                if np.abs(low).max() > _ORIGIN_TOL:
-                    report.problems.append(f"{room.path.name}: the room minimum is at {low.round(3).tolist()}, not the "
-                                           "origin (not preprocessed by collect_indoor3d_data.py; z must be the "
-                                           "height above the room floor)")
+            points += _npy_rows(room.path)
         except DatasetError as exc:
-            report.problems.append(str(exc))
-    if deep:
-        report.histogram = histogram.tolist()
-        missing = [S3DIS_CLASSES[c] for c in np.flatnonzero(histogram == 0)]
-        if missing:
-            report.notes.append(f"classes without any point: {', '.join(missing)}")
-    return report
+            broken += 1
+            report.problem(str(exc))
+    if not broken:
+        report.good(f"every room file is an [N, 7] array: {points:,} points in {len(rooms)} rooms")
+    picked = [rooms[i] for i in sample_indices(len(rooms), samples)]
+    histogram = np.zeros(S3DIS_NUM_CLASSES, dtype=np.int64)
+    good = 0
+    for room in picked:
+        try:
+            data = read_room(room.path)
+        except DatasetError as exc:
+            report.problem(str(exc))
+            continue
+        low = data.xyz.min(0)
+        if np.abs(low).max() > _ORIGIN_TOL:
+            report.problem(f"{room.path.name}: the room minimum is at {low.round(3).tolist()}, not the origin (not "
+                           "preprocessed by collect_indoor3d_data.py; z must be the height above the room floor)")
+            continue
+        histogram += label_histogram(data.labels)
+        good += 1
+    if good:
+        total = max(1, int(histogram.sum()))
+        shares = ", ".join(f"{n} {100 * c / total:.1f}%" for n, c in zip(S3DIS_CLASSES, histogram) if c)
+        report.good(f"read {good} of {len(rooms)} rooms (spread over the list): finite, labels in 0..12, "
+                    f"minimum at the origin; classes: {shares}")
 
 
 def _npy_rows(path: Path) -> int:

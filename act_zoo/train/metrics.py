@@ -160,12 +160,14 @@ class SemSegScores:
         union: ``[C]`` points predicted as c or labelled c.
         gt: ``[C]`` points labelled c.
         class_names: one name per class.
+        confusion: int64 ``[C, C]`` counts (rows ground truth, columns prediction), when known.
     """
 
     tp: torch.Tensor
     union: torch.Tensor
     gt: torch.Tensor
     class_names: tuple[str, ...]
+    confusion: torch.Tensor | None = None
 
     @classmethod
     def from_confusion(cls, confusion: torch.Tensor, class_names: Sequence[str]) -> "SemSegScores":
@@ -173,7 +175,7 @@ class SemSegScores:
         if c.dim() != 2 or c.shape[0] != c.shape[1] or c.shape[0] != len(class_names):
             raise ValueError(f"confusion {list(c.shape)} does not match {len(class_names)} class names")
         tp = c.diagonal().clone()
-        return cls(tp, c.sum(0) + c.sum(1) - tp, c.sum(1), tuple(class_names))
+        return cls(tp, c.sum(0) + c.sum(1) - tp, c.sum(1), tuple(class_names), c.clone())
 
     @property
     def iou(self) -> torch.Tensor:

@@ -8,7 +8,9 @@ import torch
 from act_zoo._s3dis import S3DIS_CLASSES, S3DIS_ROOMS_PER_AREA
 from act_zoo.data import DatasetError
 from act_zoo.data.blocks import block_chunks, block_frame, block_rng, grid_shape, iter_chunk_batches, scene_blocks
-from act_zoo.data.s3dis import S3DIS, check_s3dis, label_weights, list_rooms, read_room, split_rooms
+from act_zoo.cli import main
+from act_zoo.data.check import CheckOptions, check_dataset
+from act_zoo.data.s3dis import S3DIS, label_weights, list_rooms, read_room, split_rooms
 from act_zoo.data.synthetic_scene import synthetic_room, write_s3dis_room
 
 
@@ -211,7 +213,7 @@ def test_block_frame_and_batches():
 
 
 # ------------------------------------------------------------------------------ data check
-def test_check_s3dis_counts_and_problems(tmp_path, s3dis_root):
+def test_data_check_s3dis_counts_and_problems(tmp_path, s3dis_root, capsys):
     full = tmp_path / "full"
     full.mkdir()
     rng = np.random.default_rng(0)
@@ -220,25 +222,30 @@ def test_check_s3dis_counts_and_problems(tmp_path, s3dis_root):
             data = np.concatenate([rng.random((8, 6)), rng.integers(0, 13, (8, 1))], axis=1)
             data[:, :3] -= data[:, :3].min(0)
             np.save(full / f"Area_{area}_room_{j}.npy", data)
-    report = check_s3dis(full, deep=True)
-    assert report.ok, report.format()
-    assert sum(report.rooms_per_area.values()) == 272 and report.points == 272 * 8
-    assert sum(report.histogram) == 272 * 8 and "OK" in report.format()
-    # the tiny folder has 2 rooms per area: every area is reported
-    small = check_s3dis(s3dis_root)
-    assert not small.ok and "Area_5 has 2 rooms, the official release has 68" in small.problems
+    report = check_dataset("s3dis", full, CheckOptions(samples=300))
+    assert report.ok, report.lines
+    assert "every room file is an [N, 7] array: 2,176 points in 272 rooms" in [t for _, t in report.lines]
+    assert any("read 272 of 272 rooms" in t for _, t in report.lines)
+    # the command as a user types it
+    assert main(["data", "check", "s3dis", str(full)]) == 0
+    assert "OK: s3dis" in capsys.readouterr().out
+    # the tiny folder has 2 rooms per area: every area is reported, a warning with --no-expect-counts
+    small = check_dataset("s3dis", s3dis_root)
+    assert not small.ok and any("Area_5 (test): 2 rooms, the official release has 68" in p for p in small.problems)
+    assert check_dataset("s3dis", s3dis_root, CheckOptions(expect_counts=False)).ok
+    assert main(["data", "check", "s3dis", str(s3dis_root)]) == 1
+    assert "FAILED" in capsys.readouterr().out
     # a broken file and a room not at the origin
     np.save(full / "Area_1_room_0.npy", np.zeros((4, 5)))
     shifted = np.load(full / "Area_2_room_0.npy")
     shifted[:, 2] += 3.0
     np.save(full / "Area_2_room_0.npy", shifted)
-    report = check_s3dis(full, deep=True)
+    report = check_dataset("s3dis", full, CheckOptions(samples=300))
     assert any("Area_1_room_0.npy" in p and "[N, 7]" in p for p in report.problems)
     assert any("Area_2_room_0.npy" in p and "not the origin" in p for p in report.problems)
-    assert len(report.problems) == 2 and "2 problem(s)" in report.format()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "collect_indoor3d_data" in check_s3dis(empty).problems[0]
+    assert "collect_indoor3d_data" in check_dataset("s3dis", empty).problems[0]
 
 
 def test_synthetic_room():

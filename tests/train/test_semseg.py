@@ -165,3 +165,47 @@ def test_semseg_needs_s3dis_root():
         train("semseg", cfg)
     with pytest.raises(ValueError, match="eval_protocol"):
         train("semseg", load_config("semseg", None, ["eval_protocol=whole", "data.root=x", MODEL_SET]))
+
+
+# ------------------------------------------------------------------------------ act-zoo evaluate
+def test_act_zoo_evaluate_a_semseg_model_on_s3dis_rooms(rooms, tmp_path, capsys):
+    torch.manual_seed(0)
+    model = ACTSemSeg(TINY).eval()
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    direct = evaluate_rooms(model, rooms, votes=1, npoints=128, seed=0)
+    result = act_zoo.evaluate(model, dataset="s3dis", root=rooms, votes=1, progress=False)
+    assert result.rooms == 2 and torch.equal(result.scores.tp, direct.tp) and result.votes == 1
+    assert result.miou == pytest.approx(100 * direct.miou) and result.report().splitlines()[-1].startswith("miou: ")
+    # a folder of room files of your own (every .npy in it), and the command as a user types it
+    own = tmp_path / "my_rooms"
+    own.mkdir()
+    for r in split_rooms(rooms, "test"):
+        (own / r.path.name.replace("Area_5_", "")).write_bytes(r.path.read_bytes())
+    mine = act_zoo.evaluate(model, str(own), votes=1, progress=False)
+    assert torch.equal(mine.scores.tp, direct.tp)
+    png = tmp_path / "cm.png"
+    assert main(["evaluate", str(model_dir), "--dataset", "s3dis", "--root", str(rooms), "--votes", "1",
+                 "--confusion", str(png), "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == f"miou: {100 * direct.miou:.2f}" and any("ceiling" in line for line in out)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="S3DIS format"):
+        act_zoo.evaluate(model, dataset="modelnet40", root=rooms)
+    with pytest.raises(FileNotFoundError, match="no .npy room files"):
+        act_zoo.evaluate(model, str(tmp_path / "model"))
+
+
+def test_the_recipe_is_the_official_run():
+    cfg = load_config("semseg", "recipe:s3dis_semseg", ["data.root=ROOT"])
+    assert cfg.model == SemSegConfig() and cfg.npoints == 2048 and cfg.test_area == 5 and cfg.votes == 3
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adamw", 2e-4, 0.05)
+    assert (cfg.scheduler.warmup_epochs, cfg.scheduler.warmup_lr_init, cfg.scheduler.lr_min) == (10, 1e-6, 1e-6)
+    assert (cfg.run.max_epoch, cfg.run.batch_size, cfg.run.grad_clip) == (60, 32, 10.0)
+    assert cfg.double_step and cfg.min_block_points == 1024 and cfg.block_size == 1.0 and cfg.stride == 0.5
+    assert cfg.init == "act_base.pretrain" and cfg.class_weights
+    from act_zoo.recipes import get_recipe
+
+    recipe = get_recipe("s3dis_semseg")
+    assert recipe.produces == ("act_base.s3dis_semseg",) and recipe.results[0].value == 61.2
+    assert recipe.data_check_command == "act-zoo data check s3dis ROOT"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from dataclasses import dataclass
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,20 @@ logger = logging.getLogger(__name__)
 RoomsLike = str | os.PathLike | Sequence[str | os.PathLike | S3DISRoom]
 
 
-def _room_paths(rooms: RoomsLike, test_area: int) -> list[Path]:
+def _room_paths(rooms: RoomsLike, test_area: int | None) -> list[Path]:
+    """Room files: a folder's ``test_area`` rooms (all its ``.npy`` files when ``test_area`` is
+    None), one file, or a list."""
     if isinstance(rooms, (str, os.PathLike)):
         path = Path(rooms)
         if path.is_dir():
+            if test_area is None:
+                files = sorted(p for p in path.iterdir() if p.suffix == ".npy" and p.is_file())
+                if not files:
+                    raise FileNotFoundError(f"{path}: no .npy room files (x y z r g b label, one room a file)")
+                return files
             return [r.path for r in split_rooms(path, "test", test_area=test_area)]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such room file or folder")
         return [path]
     return [r.path if isinstance(r, S3DISRoom) else Path(r) for r in rooms]
 
@@ -55,7 +65,7 @@ def evaluate_rooms(
     model: ACTSemSeg,
     rooms: RoomsLike,
     *,
-    test_area: int = 5,
+    test_area: int | None = 5,
     votes: int = 3,
     npoints: int | None = None,
     batch_size: int = 32,
@@ -69,8 +79,9 @@ def evaluate_rooms(
     """Official whole-room evaluation (``main_test.py``) of ``model``.
 
     Args:
-        rooms: a folder of ``Area_<k>_<room>.npy`` files (its ``test_area`` rooms are used), one
-            room file, or a list of room files.
+        rooms: a folder of ``Area_<k>_<room>.npy`` files (its ``test_area`` rooms are used; with
+            ``test_area=None`` every ``.npy`` room file of the folder), one room file, or a list
+            of room files, all in the official ``[N, 7]`` format (x y z r g b label).
         votes: voting passes (official ``num_votes`` = 3): each pass covers every room with
             blocks at ``stride``, each prediction adds a hard vote to its point; the label is
             the argmax of the votes.
@@ -112,6 +123,59 @@ def evaluate_rooms(
             bar.close()
         model.train(was_training)
     return meter.compute()
+
+
+@dataclass(frozen=True)
+class RoomEvaluation:
+    """What :func:`evaluate_s3dis` measured: :class:`~act_zoo.train.metrics.SemSegScores` of
+    every point of ``rooms`` room files (``points`` points), with ``votes`` voting passes."""
+
+    scores: SemSegScores
+    rooms: int
+    points: int
+    votes: int
+    source: str
+    confusion_png: Path | None = None
+
+    @property
+    def miou(self) -> float:
+        """Official mIoU in percent (the headline)."""
+        return 100.0 * self.scores.miou
+
+    def report(self) -> str:
+        """Human-readable lines; the last one is ``miou: X`` (percent)."""
+        lines = [f"evaluated {self.rooms} rooms ({self.points:,} points) of {self.source}, "
+                 f"whole rooms, {self.votes} voting passes",
+                 *("  " + line for line in self.scores.format().splitlines())]
+        if self.confusion_png is not None:
+            lines.append(f"confusion matrix: {self.confusion_png}")
+        lines.append(f"miou: {self.miou:.2f}")
+        return "\n".join(lines)
+
+
+def evaluate_s3dis(
+    model: ACTSemSeg,
+    rooms: RoomsLike,
+    *,
+    test_area: int | None = 5,
+    votes: int = 3,
+    confusion_png: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> RoomEvaluation:
+    """:func:`evaluate_rooms` for users (``act_zoo.evaluate`` and ``act-zoo evaluate`` with a
+    semantic-segmentation model): the scores, what was evaluated, and an optional
+    confusion-matrix PNG. ``kwargs`` go to :func:`evaluate_rooms`."""
+    paths = _room_paths(rooms, test_area)
+    scores = evaluate_rooms(model, paths, votes=votes, **kwargs)
+    png = None
+    if confusion_png is not None:
+        from ..evaluation import save_confusion_png
+
+        assert scores.confusion is not None
+        png = save_confusion_png(scores.confusion.numpy(), scores.class_names, confusion_png,
+                                 title=f"{len(paths)} rooms: mIoU {100 * scores.miou:.2f} %")
+    source = str(rooms) if isinstance(rooms, (str, os.PathLike)) else f"{len(paths)} room files"
+    return RoomEvaluation(scores, len(paths), int(scores.gt.sum()), votes, source, png)
 
 
 class SemSegTask:
@@ -223,4 +287,4 @@ class SemSegTask:
         return summary
 
 
-__all__ = ["SemSegTask", "evaluate_rooms"]
+__all__ = ["RoomEvaluation", "SemSegTask", "evaluate_rooms", "evaluate_s3dis"]
