@@ -145,3 +145,63 @@ def test_lazy_export_survives_importing_the_module():
 
     assert act_zoo.segment is segment and callable(act_zoo.segment)
     assert act_zoo.ACTSemSeg is ACTSemSeg
+
+
+def test_readme_semantic_segmentation_commands(model, tmp_path, monkeypatch, capsys):
+    """The README's commands, exactly as typed, with a tiny stand-in registered under the real
+    name (the real weights are a Google Drive download) and tiny files in the official layouts."""
+    import hashlib
+
+    from act_zoo.hub import registry
+    from act_zoo.models.common import config_to_dict
+    from act_zoo.train import api
+    from hub.http_server import LocalServer
+
+    monkeypatch.setenv("ACT_ZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    model.save_pretrained(tmp_path / "standin")
+    weights = (tmp_path / "standin" / "model.safetensors").read_bytes()
+    server = LocalServer().start()
+    registry.reset_registry()
+    try:
+        real = registry.get_record("act_base.s3dis_semseg")
+        registry.unregister_weights("act_base.s3dis_semseg")
+        rec = dict(real.to_dict(), config=config_to_dict(model.config), official_config=None, convert="none",
+                   format="safetensors", sources=[{"type": "url", "url": server.add_file("/w.safetensors", weights)}],
+                   sha256=hashlib.sha256(weights).hexdigest(), size_bytes=len(weights), num_params=1)
+        act_zoo.register_weights(rec)
+        # act-zoo segment act_base.s3dis_semseg room.ply --out labelled.ply --png top.png
+        xyz, _ = synthetic_room(30_000, seed=5)
+        vertex = np.empty(len(xyz), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+        vertex["x"], vertex["y"], vertex["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+        plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")]).write("room.ply")
+        argv = "segment act_base.s3dis_semseg room.ply --out labelled.ply --png top.png".split()
+        assert main(argv) == 0
+        assert len(plyfile.PlyData.read("labelled.ply")["vertex"].data) == 30_000
+        assert (tmp_path / "top.png").stat().st_size > 0
+        # the S3DIS protocol commands on tiny rooms at the README's path
+        root = tmp_path / "data" / "s3dis" / "stanford_indoor3d"
+        root.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        from act_zoo._s3dis import S3DIS_ROOMS_PER_AREA
+
+        for area, n in S3DIS_ROOMS_PER_AREA.items():
+            for j in range(n):
+                data = np.concatenate([rng.random((40, 6)) * 0.9, rng.integers(0, 13, (40, 1))], axis=1)  # one block
+                data[:, :3] -= data[:, :3].min(0)
+                np.save(root / f"Area_{area}_room_{j}.npy", data)
+        assert main("data check s3dis data/s3dis/stanford_indoor3d".split()) == 0
+        seen = {}
+        monkeypatch.setattr(api, "train", lambda pipeline, cfg, **kw: seen.update(pipeline=pipeline, cfg=cfg) or {})
+        argv = "train semseg --config recipe:s3dis_semseg --set data.root=data/s3dis/stanford_indoor3d".split()
+        assert main(argv) == 0
+        assert seen["pipeline"] == "semseg" and seen["cfg"].data.root == "data/s3dis/stanford_indoor3d"
+        assert seen["cfg"].model == SemSegConfig() and seen["cfg"].run.max_epoch == 60
+        capsys.readouterr()
+        argv = "evaluate act_base.s3dis_semseg --dataset s3dis --root data/s3dis/stanford_indoor3d".split()
+        assert main(argv + ["--votes", "1", "-q"]) == 0  # one pass instead of 3, for time
+        out = capsys.readouterr().out
+        assert "evaluated 68 rooms" in out and out.splitlines()[-1].startswith("miou: ")
+    finally:
+        server.stop()
+        registry.reset_registry()

@@ -146,6 +146,21 @@ def home(tmp_path, monkeypatch):
     registry.reset_registry()
 
 
+def test_unregister_weights_does_not_deadlock(home):
+    import threading
+
+    done = threading.Event()
+
+    def work():
+        registry.get_record("act_base.s3dis_semseg")
+        registry.unregister_weights("act_base.s3dis_semseg")
+        done.set()
+
+    threading.Thread(target=work, daemon=True).start()
+    assert done.wait(10), "unregister_weights hung (it took the registry lock twice)"
+    assert "act_base.s3dis_semseg" not in registry.list_models()
+
+
 def test_registry_entry_record():
     rec = registry.get_record("act_base.s3dis_semseg")
     assert rec.model_class == "ACTSemSeg" and rec.convert == "official" and rec.format == "official-pth"
