@@ -141,7 +141,7 @@ def test_act_zoo_segment_cli_writes_ply_and_png(model, room, room_result, tmp_pa
 
 
 def test_lazy_export_survives_importing_the_module():
-    import act_zoo.scene  # noqa: F401  (the module is act_zoo.scene, so act_zoo.segment stays the function)
+    import act_zoo.scene
 
     assert act_zoo.segment is segment and callable(act_zoo.segment)
     assert act_zoo.ACTSemSeg is ACTSemSeg
@@ -152,10 +152,11 @@ def test_readme_semantic_segmentation_commands(model, tmp_path, monkeypatch, cap
     name (the real weights are a Google Drive download) and tiny files in the official layouts."""
     import hashlib
 
+    from hub.http_server import LocalServer
+
     from act_zoo.hub import registry
     from act_zoo.models.common import config_to_dict
     from act_zoo.train import api
-    from hub.http_server import LocalServer
 
     monkeypatch.setenv("ACT_ZOO_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
@@ -175,7 +176,7 @@ def test_readme_semantic_segmentation_commands(model, tmp_path, monkeypatch, cap
         vertex = np.empty(len(xyz), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
         vertex["x"], vertex["y"], vertex["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
         plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")]).write("room.ply")
-        argv = "segment act_base.s3dis_semseg room.ply --out labelled.ply --png top.png".split()
+        argv = ["segment", "act_base.s3dis_semseg", "room.ply", "--out", "labelled.ply", "--png", "top.png"]
         assert main(argv) == 0
         assert len(plyfile.PlyData.read("labelled.ply")["vertex"].data) == 30_000
         assert (tmp_path / "top.png").stat().st_size > 0
@@ -190,15 +191,15 @@ def test_readme_semantic_segmentation_commands(model, tmp_path, monkeypatch, cap
                 data = np.concatenate([rng.random((40, 6)) * 0.9, rng.integers(0, 13, (40, 1))], axis=1)  # one block
                 data[:, :3] -= data[:, :3].min(0)
                 np.save(root / f"Area_{area}_room_{j}.npy", data)
-        assert main("data check s3dis data/s3dis/stanford_indoor3d".split()) == 0
+        assert main(["data", "check", "s3dis", "data/s3dis/stanford_indoor3d"]) == 0
         seen = {}
         monkeypatch.setattr(api, "train", lambda pipeline, cfg, **kw: seen.update(pipeline=pipeline, cfg=cfg) or {})
-        argv = "train semseg --config recipe:s3dis_semseg --set data.root=data/s3dis/stanford_indoor3d".split()
+        argv = ["train", "semseg", "--config", "recipe:s3dis_semseg", "--set", "data.root=data/s3dis/stanford_indoor3d"]
         assert main(argv) == 0
         assert seen["pipeline"] == "semseg" and seen["cfg"].data.root == "data/s3dis/stanford_indoor3d"
         assert seen["cfg"].model == SemSegConfig() and seen["cfg"].run.max_epoch == 60
         capsys.readouterr()
-        argv = "evaluate act_base.s3dis_semseg --dataset s3dis --root data/s3dis/stanford_indoor3d".split()
+        argv = ["evaluate", "act_base.s3dis_semseg", "--dataset", "s3dis", "--root", "data/s3dis/stanford_indoor3d"]
         assert main(argv + ["--votes", "1", "-q"]) == 0  # one pass instead of 3, for time
         out = capsys.readouterr().out
         assert "evaluated 68 rooms" in out and out.splitlines()[-1].startswith("miou: ")

@@ -49,7 +49,15 @@ import numpy as np
 import torch
 
 from .._s3dis import S3DIS_CLASSES, S3DIS_NUM_CLASSES, S3DIS_ROOMS_PER_AREA, S3DIS_TEST_AREA
-from ._common import PathLike, PointDataset, Transform, _read_npy_header, check_choice, check_positive_int, load_npy
+from ._common import (
+    PathLike,
+    PointDataset,
+    Transform,
+    _read_npy_header,
+    check_choice,
+    check_positive_int,
+    load_npy,
+)
 from .errors import DatasetError
 
 __all__ = ["S3DIS", "S3DIS_CLASSES", "S3DISRoom", "check_s3dis", "label_histogram", "label_weights",
@@ -209,7 +217,7 @@ class S3DIS(PointDataset):
         counts = np.array([len(x) for x in self._xyz], dtype=np.float64)
         share = counts / counts.sum()
         num_iter = int(counts.sum() * self.sample_rate / self.npoints)
-        self.room_idxs = np.concatenate([np.full(int(round(s * num_iter)), i, dtype=np.int64)
+        self.room_idxs = np.concatenate([np.full(round(s * num_iter), i, dtype=np.int64)
                                          for i, s in enumerate(share)] or [np.zeros(0, np.int64)])
         logger.info("S3DIS %s (test area %d): %d rooms, %d points, %d blocks per epoch", split, self.test_area,
                     len(self.rooms), int(counts.sum()), len(self.room_idxs))

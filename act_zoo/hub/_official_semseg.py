@@ -34,7 +34,16 @@ from torch import nn
 
 from ..models.semseg import ACTSemSeg, SemSegConfig
 from ._official_partseg import _cls_fallback
-from .convert import PRETRAIN_ONLY, KeyRule, LoadReport, StateDict, config_from_official, load_with_rules, register_official, strip_pretrain_prefix
+from .convert import (
+    PRETRAIN_ONLY,
+    KeyRule,
+    LoadReport,
+    StateDict,
+    config_from_official,
+    load_with_rules,
+    register_official,
+    strip_pretrain_prefix,
+)
 
 OFFICIAL_NAMES = ("SemanticSegmentation",)
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from .pointnet import fold_batchnorm
 
+
 def square_distance(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     """Official ``square_distance``: ``-2 src @ dst^T``, then ``+ |src|^2``, then ``+ |dst|^2``.
 

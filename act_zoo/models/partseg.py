@@ -283,15 +283,15 @@ def predict_parts(
 
 
 __all__ = [
-    "ACTPartSeg",
-    "PartSegConfig",
-    "PartSegFeatures",
     "SHAPENETPART",
     "SHAPENETPART_CATEGORIES",
     "SHAPENETPART_NUM_CATEGORIES",
     "SHAPENETPART_NUM_PARTS",
     "SHAPENETPART_PARTS",
     "SHAPENETPART_SEG_CLASSES",
+    "ACTPartSeg",
+    "PartSegConfig",
+    "PartSegFeatures",
     "category_from_target",
     "category_indices",
     "part_seg_loss",

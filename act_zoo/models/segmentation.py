@@ -101,11 +101,11 @@ class SegFeatures:
         """``cat(max over groups, mean over groups)`` of :attr:`feature`: ``[B, 2*T*C]``."""
         return torch.cat([self.feature.max(dim=-1)[0], self.feature.mean(dim=-1)], dim=-1)
 
-    def squeeze_batch(self) -> "SegFeatures":
+    def squeeze_batch(self) -> SegFeatures:
         taps = tuple(t[0] for t in self.taps)
         return type(self)(self.feature[0], taps, self.centers[0], self.points[0], batched=False)
 
-    def unsqueeze_batch(self) -> "SegFeatures":
+    def unsqueeze_batch(self) -> SegFeatures:
         return type(self)(self.feature[None], tuple(t[None] for t in self.taps), self.centers[None],
                           self.points[None], batched=True)
 
@@ -152,7 +152,7 @@ class SegmentationNet(PretrainedMixin, nn.Module):
             if isinstance(m, nn.BatchNorm1d):
                 m.reset_parameters()
 
-    def set_fast_path(self, enabled: bool = True) -> "SegmentationNet":
+    def set_fast_path(self, enabled: bool = True) -> SegmentationNet:
         """Fast paths (default) or the official reference ops everywhere (see module docstring)."""
         return set_fast_path(self, enabled)
 

@@ -170,7 +170,7 @@ class SemSegScores:
     confusion: torch.Tensor | None = None
 
     @classmethod
-    def from_confusion(cls, confusion: torch.Tensor, class_names: Sequence[str]) -> "SemSegScores":
+    def from_confusion(cls, confusion: torch.Tensor, class_names: Sequence[str]) -> SemSegScores:
         c = confusion.long()
         if c.dim() != 2 or c.shape[0] != c.shape[1] or c.shape[0] != len(class_names):
             raise ValueError(f"confusion {list(c.shape)} does not match {len(class_names)} class names")

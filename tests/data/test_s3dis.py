@@ -6,9 +6,16 @@ import pytest
 import torch
 
 from act_zoo._s3dis import S3DIS_CLASSES, S3DIS_ROOMS_PER_AREA
-from act_zoo.data import DatasetError
-from act_zoo.data.blocks import block_chunks, block_frame, block_rng, grid_shape, iter_chunk_batches, scene_blocks
 from act_zoo.cli import main
+from act_zoo.data import DatasetError
+from act_zoo.data.blocks import (
+    block_chunks,
+    block_frame,
+    block_rng,
+    grid_shape,
+    iter_chunk_batches,
+    scene_blocks,
+)
 from act_zoo.data.check import CheckOptions, check_dataset
 from act_zoo.data.s3dis import S3DIS, label_weights, list_rooms, read_room, split_rooms
 from act_zoo.data.synthetic_scene import synthetic_room, write_s3dis_room

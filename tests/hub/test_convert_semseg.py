@@ -1,13 +1,13 @@
 import pytest
 import torch
+from helpers import assert_close, load_official, manifest, official_keys
 
 import act_zoo
 from act_zoo._s3dis import S3DIS_CLASSES
 from act_zoo.hub import download, registry
-from act_zoo.hub.convert import CheckpointMismatchError, LoadReport, from_official, official_names
 from act_zoo.hub._official_semseg import _load_semseg
+from act_zoo.hub.convert import CheckpointMismatchError, LoadReport, from_official, official_names
 from act_zoo.models.semseg import S3DIS, ACTSemSeg
-from helpers import assert_close, load_official, manifest, official_keys
 
 from .http_server import LocalServer
 

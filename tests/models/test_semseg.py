@@ -1,11 +1,13 @@
+import dataclasses
+
 import pytest
 import torch
+from helpers import assert_close, load_official, manifest, official_keys
 
 from act_zoo._s3dis import S3DIS_CLASSES
 from act_zoo.layers.propagation import interpolate, three_nearest_centers
 from act_zoo.models import MODEL_CLASSES, ACTPartSeg, PartSegConfig
 from act_zoo.models.semseg import S3DIS, ACTSemSeg, SemSegConfig, semseg_loss
-from helpers import assert_close, load_official, manifest, official_keys
 
 TINY_CFG = manifest()["tiny_config"]["semseg"]
 TINY = SemSegConfig(
@@ -248,5 +250,5 @@ def test_config_validation():
         SemSegConfig(block_size=0)
     cfg = SemSegConfig(cls_dim=2, class_names=["floor", "rest"], fp_dims=[8, 4])  # yaml lists become tuples
     assert cfg.class_names == ("floor", "rest") and cfg.fp_dims == (8, 4) and hash(cfg)
-    with pytest.raises(Exception):
-        S3DIS.depth = 3  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        S3DIS.depth = 3  # type: ignore[misc]

@@ -12,11 +12,11 @@ import act_zoo
 from act_zoo._s3dis import S3DIS_CLASSES
 from act_zoo.cli import main
 from act_zoo.data.s3dis import read_room, split_rooms
+from act_zoo.data.synthetic_scene import synthetic_room, write_s3dis_room
 from act_zoo.models.semseg import ACTSemSeg, SemSegConfig
 from act_zoo.train import load_config, train
 from act_zoo.train.metrics import SemSegMeter, confusion_matrix, semseg_scores
 from act_zoo.train.tasks.semseg import evaluate_rooms
-from act_zoo.data.synthetic_scene import synthetic_room, write_s3dis_room
 
 TINY = SemSegConfig(embed_dim=32, depth=4, num_heads=2, group_size=8, num_group=16, encoder_dims=32,
                     drop_path_rate=0.0, fp_dims=(64, 32), head_dims=(32, 16), fetch_idx=(1, 2, 3), npoints=128)
