@@ -1,5 +1,7 @@
 """extract_features: inputs of every kind, normalisation, resampling, devices, export."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +156,152 @@ def test_onnx_export_where_supported(model, tmp_path):
     with torch.no_grad():
         ref = model.forward_features(x)
     np.testing.assert_allclose(outs[0], ref.global_feature.numpy(), atol=1e-4, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- one path, per-item seeds
+
+
+def _mixed_clouds(n: int = 12) -> list[np.ndarray]:
+    rng = np.random.default_rng(4)
+    sizes = [60, 128, 90, 400, 300, 128, 75, 1000, 64, 500, 200, 129][:n]  # < npoints: padded with seeded repeats
+    return [rng.normal(size=(s, 3)) * rng.uniform(0.5, 20) + rng.normal(size=3) * 50 for s in sizes]
+
+
+def test_features_do_not_depend_on_order_batch_size_or_neighbours(model):
+    clouds = _mixed_clouds()
+    for sample in ("fps", "random"):
+        ref = act_zoo.extract_features(model, clouds, batch_size=1, sample=sample)
+        perm = np.random.default_rng(0).permutation(len(clouds))
+        for bs in (7, 32):
+            got = act_zoo.extract_features(model, [clouds[i] for i in perm], batch_size=bs, sample=sample)
+            for key in ("global_feature", "tokens", "centers"):
+                torch.testing.assert_close(getattr(got, key), getattr(ref, key)[perm], atol=1e-5, rtol=0,
+                                           msg=f"{sample} {key} batch {bs}")
+        alone = act_zoo.extract_features(model, clouds[0], sample=sample)  # one cloud on its own
+        torch.testing.assert_close(alone.global_feature, ref.global_feature[0], atol=1e-5, rtol=0)
+
+
+def test_a_cloud_far_from_the_origin_gives_the_centred_clouds_features(model):
+    rng = np.random.default_rng(2)
+    cloud = np.round(rng.normal(size=(500, 3)) * 2**20) / 2**20  # exact after + 1e7 in float64
+    near = act_zoo.extract_features(model, cloud)
+    far = act_zoo.extract_features(model, cloud + 1e7)
+    torch.testing.assert_close(far.global_feature, near.global_feature, atol=1e-5, rtol=0)
+    torch.testing.assert_close(far.tokens, near.tokens, atol=1e-5, rtol=0)
+    assert far.centers.dtype == torch.float64  # float64 input: centres keep their precision
+    torch.testing.assert_close(far.centers - 1e7, near.centers, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="shape is lost"):
+        act_zoo.extract_features(model, cloud + 1e20)
+    with pytest.raises(ValueError, match="shape is lost"):
+        act_zoo.extract_features(model, torch.from_numpy(cloud + 1e7).float())  # float32 cannot hold it
+
+
+@pytest.mark.parametrize(("clouds", "kwargs", "match"), [
+    (torch.randn(3, 100, 3), {"num_points": 0}, "num_points must be a positive int"),
+    (torch.randn(3, 100, 3), {"num_points": -5}, "num_points must be a positive int"),
+    ([], {}, "empty list"),
+    (torch.empty(0, 100, 3), {}, "empty batch"),
+    (torch.empty(2, 100, 3, device="meta"), {}, "meta device"),
+    ([torch.randn(50, 3), torch.empty(50, 3, device="meta")], {}, "cloud 1: is on the meta device"),
+    (torch.randn(3, 100, 3), {"batch_size": 0}, "batch_size"),
+])
+def test_clear_errors(model, clouds, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        act_zoo.extract_features(model, clouds, **kwargs)
+
+
+def test_non_finite_features_are_an_error_naming_the_cloud(model, monkeypatch):
+    real = model.forward_features
+
+    def poisoned(points):
+        out = real(points)
+        out.global_feature[-1] = float("nan")
+        return out
+
+    monkeypatch.setattr(model, "forward_features", poisoned)
+    with pytest.raises(ValueError, match="cloud 2: the network produced non-finite features"):
+        act_zoo.extract_features(model, torch.randn(3, 128, 3), batch_size=3)
+
+
+def test_progress_bar_and_model_mode(model, capfd):
+    model.train()
+    act_zoo.extract_features(model, torch.randn(5, 128, 3), batch_size=2)
+    assert model.training  # the caller's mode comes back
+    model.eval()
+    assert capfd.readouterr().err == ""  # not a terminal: no bar
+    act_zoo.extract_features(model, torch.randn(5, 128, 3), batch_size=2, progress=True)
+    err = capfd.readouterr().err
+    assert "extract" in err and "5/5" in err
+    act_zoo.extract_features(model, torch.randn(5, 128, 3), progress=False)
+    assert capfd.readouterr().err == ""
+
+
+# ----------------------------------------------------------------------------- folder scale
+
+
+@pytest.fixture
+def files(tmp_path):
+    from shape_files import write_shape_folder
+
+    written = write_shape_folder(tmp_path / "shapes", per_class=1, classes=4, num_points=300, offset=7.0)
+    (tmp_path / "shapes" / "box" / "junk.ply").write_bytes(b"ply\nformat ascii 1.0\nend_header\n")
+    return tmp_path / "shapes", sorted(str(p) for p, _ in written)
+
+
+def test_extract_files_folders_globs_skip_bad_and_outputs(model, files, tmp_path):
+    from act_zoo.extract import check_output, extract_files
+
+    root, good = files
+    with pytest.raises(ValueError, match=r"junk\.ply"):
+        extract_files(model, root)  # one bad file stops the job unless skip_bad
+    res = extract_files(model, root, skip_bad=True, out=tmp_path / "f.npz")
+    assert res.files == good and [f for f, _ in res.skipped] == [str(root / "box" / "junk.ply")]
+    ref = act_zoo.extract_features(model, good)
+    torch.testing.assert_close(res.features.global_feature, ref.global_feature, atol=1e-5, rtol=0)
+    data = np.load(tmp_path / "f.npz")
+    assert list(data["files"]) == good and list(data["skipped"]) == [str(root / "box" / "junk.ply")]
+    assert data["global_feature"].shape == (4, 64) and data["tokens"].shape == (4, 16, 32)
+    assert "no 'vertex' element" in data["skipped_reasons"][0]
+    # a glob, and the same features whatever the way in
+    sub = extract_files(model, str(root / "*" / "*.npy"))
+    assert sub.files == [f for f in good if f.endswith(".npy")]
+    # safetensors and a directory of .npy files
+    from safetensors import safe_open
+
+    res.save(tmp_path / "f.safetensors")
+    with safe_open(str(tmp_path / "f.safetensors"), "np") as fh:
+        assert json.loads(fh.metadata()["files"]) == good
+        np.testing.assert_array_equal(fh.get_tensor("global_feature"), data["global_feature"])
+    res.save(tmp_path / "feats/", tokens=False)
+    assert json.loads((tmp_path / "feats" / "files.json").read_text()) == good
+    assert sorted(p.name for p in (tmp_path / "feats").iterdir()) == [
+        "centers.npy", "cls.npy", "files.json", "global_feature.npy", "skipped.json"]
+    # the destination is checked before any work (not even the model is loaded)
+    for bad, match in ((tmp_path / "f.txt", "must end in .npz or .safetensors"), (tmp_path / "f.npz" / "x", "cannot create the output folder")):
+        with pytest.raises(ValueError, match=match):
+            extract_files("no-such-model", root, out=bad)
+    with pytest.raises(FileNotFoundError, match="nope: no such file"):
+        extract_files(model, tmp_path / "nope")
+    assert check_output(tmp_path / "new" / "deeper.npz") == (tmp_path / "new" / "deeper.npz", "npz")
+
+
+def test_cli_extract_directory_glob_skip_bad(files, tmp_path, capsys, monkeypatch):
+    from act_zoo.cli import main
+
+    monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
+    root, good = files
+    out = tmp_path / "feats.npz"
+    assert main(["extract", "act_tiny.synthetic10", str(root), "--out", str(out), "-q"]) == 1
+    assert "junk.ply" in capsys.readouterr().err and not out.exists()
+    assert main(["extract", "act_tiny.synthetic10", str(root), "--out", str(out), "--skip-bad", "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "4 files" in cap.out and "skipped 1 unreadable file" in cap.out and "junk.ply" in cap.out
+    assert "skipped" in cap.err and "junk.ply" in cap.err
+    assert list(np.load(out)["files"]) == good
+    assert main(["extract", "act_tiny.synthetic10", str(root / "b*"), "--out", str(tmp_path / "g/"), "-q"]) == 1
+    assert "junk.ply" in capsys.readouterr().err  # the glob found the box folder, junk included
+    # an existing folder is not "file not found"; a missing one is named; a bad --out fails first
+    assert main(["extract", "act_tiny.synthetic10", str(root / "nope"), "--out", str(out)]) == 1
+    assert "nope: no such file or directory" in capsys.readouterr().err
+    assert main(["extract", "no-such-model", str(root), "--out", str(tmp_path / "f.csv")]) == 1
+    assert "must end in .npz or .safetensors" in capsys.readouterr().err

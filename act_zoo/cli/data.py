@@ -22,10 +22,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         tail = f", {len(report.warnings)} warning(s)" if report.warnings else ""
         print(f"OK: {args.dataset} at {report.root} is ready{tail}")
         return 0
-    print(f"FAILED: {len(report.problems)} problem(s):")
-    for text in report.problems:
-        print(f"  - {text}")
-    print("expected layout:")
+    print(f"FAILED: {len(report.problems)} problem(s) (marked PROBLEM above); the expected layout:")
     print("\n".join("  " + line for line in spec.layout.splitlines()))
     return 1
 

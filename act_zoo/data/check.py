@@ -125,7 +125,7 @@ def sample_indices(n: int, k: int) -> list[int]:
     """``min(n, k)`` indices spread evenly over ``0 .. n-1``, first and last included."""
     if n <= 0 or k <= 0:
         return []
-    return sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, k))})
+    return sorted({round(float(x)) for x in np.linspace(0, n - 1, min(n, k))})
 
 
 def _describe(values: Iterable[int]) -> str:
@@ -134,7 +134,7 @@ def _describe(values: Iterable[int]) -> str:
 
 
 def _points_per_item(report: CheckReport, opts: CheckOptions, what: str, sizes: Sequence[int], official: int) -> None:
-    sizes = sorted(set(int(s) for s in sizes))
+    sizes = sorted({int(s) for s in sizes})
     if not sizes:
         return
     if sizes == [official]:
@@ -217,10 +217,8 @@ def _check_modelnet40(root: Path, opts: CheckOptions, report: CheckReport) -> No
         report.good(f"{split}: points come from the {ds.source} files"
                     + (" (each read samples 8192 of the .txt points by FPS, slow; build the .npz cache once with "
                        "ModelNet40.build_cache)" if ds.source == "txt" else ""))
-        labels = ds.labels.tolist()
-        if labels and (min(labels) < 0 or max(labels) >= len(ds.classes)):
-            report.problem(f"{split}: labels {_describe(labels)} outside 0..{len(ds.classes) - 1}")
-        elif labels:
+        labels = ds.labels.tolist()  # the reader maps every listed id to a class of the names file
+        if labels:
             present = len(set(labels))
             text = f"{split} labels: {_describe(labels)}"
             if present == len(ds.classes) or not opts.expect_counts:
@@ -250,10 +248,25 @@ def _check_fewshot(root: Path, opts: CheckOptions, report: CheckReport) -> None:
     for way, shot in settings:
         sizes: dict[str, list[int]] = {"train": [], "test": []}
         read = 0
-        for fold in range(FEWSHOT_FOLDS):
+        folder = next((root / name for name in (f"{way}way_{shot}shot", f"{way}way{shot}shot")
+                       if (root / name).is_dir()), None)
+        if folder is None:
+            report.problem(f"{way}-way {shot}-shot: folder {root / f'{way}way_{shot}shot'} not found")
+            continue
+        folds = [f for f in range(FEWSHOT_FOLDS) if (folder / f"{f}.pkl").is_file() or (folder / f"{f}.npz").is_file()]
+        if len(folds) < FEWSHOT_FOLDS:
+            missing = sorted(set(range(FEWSHOT_FOLDS)) - set(folds))
+            report.problem(f"{way}-way {shot}-shot: folds {missing} missing from {folder} (official: 0.pkl ... 9.pkl)")
+        if not opts.allow_pickle:
+            pickles = [f for f in folds if not (folder / f"{f}.npz").is_file()]
+            if pickles:
+                report.problem(f"{way}-way {shot}-shot: folds {pickles} are pickles ({folder}/*.pkl); convert them once "
+                               f"with act_zoo.data.convert_modelnet_pickle('{folder}') or check with --allow-pickle")
+                folds = [f for f in folds if f not in pickles]
+        for fold in folds:
             for split in ("train", "test"):
                 what = f"{way}-way {shot}-shot fold {fold} {split}"
-                ds = _guard(report, what, lambda split=split, fold=fold: ModelNet40FewShot(
+                ds = _guard(report, what, lambda split=split, fold=fold, way=way, shot=shot: ModelNet40FewShot(
                     root, way, shot, fold, split=split, allow_pickle=opts.allow_pickle, shuffle_points=False))
                 if ds is None:
                     continue
@@ -315,7 +328,8 @@ def _check_scanobjectnn(root: Path, opts: CheckOptions, report: CheckReport) -> 
             labels = ds.labels.tolist()
             k = len(SCANOBJECTNN_CLASSES)
             if labels and max(labels) >= k:
-                report.problem(f"{what}: labels {_describe(labels)} outside 0..{k - 1}")
+                bad = sum(lab >= k for lab in labels)
+                report.problem(f"{what}: labels {_describe(labels)}; {bad} item(s) outside 0..{k - 1}")
             elif labels:
                 missing = k - len(set(labels))
                 if missing and opts.expect_counts:

@@ -31,6 +31,7 @@ loading and the final voting passes are not counted.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -254,8 +255,6 @@ def get_recipe(name: str) -> Recipe:
 
 def recipe_config(name: str, pipeline: str | None = None) -> dict[str, Any]:
     """The config mapping of recipe ``name`` (a deep copy), checked to belong to ``pipeline``."""
-    import copy
-
     recipe = get_recipe(name)
     if pipeline is not None and pipeline != recipe.pipeline:
         raise RecipeError(
