@@ -159,12 +159,13 @@ def test_act_zoo_train_semseg_cli(rooms, tmp_path, capsys):
     assert (out / "best" / "model.safetensors").is_file()
 
 
-def test_semseg_needs_s3dis_root():
-    cfg = load_config("semseg", None, ["run.progress=false", MODEL_SET])
+def test_semseg_needs_s3dis_root(tmp_path):
+    out = f"run.out_dir={tmp_path / 'run'}"
+    cfg = load_config("semseg", None, ["run.progress=false", out, MODEL_SET])
     with pytest.raises(ValueError, match="data.root is required"):
         train("semseg", cfg)
     with pytest.raises(ValueError, match="eval_protocol"):
-        train("semseg", load_config("semseg", None, ["eval_protocol=whole", "data.root=x", MODEL_SET]))
+        train("semseg", load_config("semseg", None, ["eval_protocol=whole", "data.root=x", out, MODEL_SET]))
 
 
 # ------------------------------------------------------------------------------ act-zoo evaluate
