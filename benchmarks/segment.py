@@ -8,6 +8,7 @@ room itself) so the segmentation's own share is visible::
 
     python benchmarks/segment.py                      # tiny model, 200k and 1M points
     python benchmarks/segment.py --full --points 200000 --threads 2   # the full-size S3DIS model
+    python benchmarks/segment.py --nearest            # 3-nearest selection: full sort vs smallest3
 
 The accumulator grows with the scene (N x 13 float32); everything else is bounded by
 ``--batch-size`` chunks of 2048 points.
@@ -58,13 +59,35 @@ def run(points: int, *, full: bool, batch: int, threads: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def nearest_selection(repeats: int = 5) -> None:
+    """The 3 nearest centres of feature propagation: the official full sort vs the fast path's
+    three argmin passes (same indices), side by side on one batch of 16 chunks of 2048 points."""
+    import torch
+
+    from act_zoo.layers.propagation import smallest3
+
+    from _common import timed
+
+    for groups in (32, 128):
+        d = torch.rand(16, 2048, groups)
+        assert torch.equal(smallest3(d), d.sort(dim=-1, stable=True).indices[..., :3])
+        sort = min(timed(lambda: d.sort(dim=-1, stable=True)) for _ in range(repeats))
+        select = min(timed(lambda: smallest3(d)) for _ in range(repeats))
+        print(f"G={groups:>3}: full sort {1e3 * sort:7.1f} ms, smallest3 {1e3 * select:6.1f} ms "
+              f"({sort / select:.1f}x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nearest", action="store_true", help="only time the 3-nearest selection of feature propagation")
     ap.add_argument("--points", type=int, nargs="+", default=[200_000, 1_000_000])
     ap.add_argument("--full", action="store_true", help="the full-size S3DIS model (default: a tiny one)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    if args.nearest:
+        nearest_selection()
+        return
     model = "full-size ACTSemSeg (27.0 M params)" if args.full else "tiny ACTSemSeg"
     print(f"{model}, batch {args.batch_size} chunks of 2048 points, {args.threads} thread(s), random weights")
     for n in args.points:
