@@ -63,16 +63,15 @@ def nearest_selection(repeats: int = 5) -> None:
     """The 3 nearest centres of feature propagation: the official full sort vs the fast path's
     three argmin passes (same indices), side by side on one batch of 16 chunks of 2048 points."""
     import torch
+    from _common import timed
 
     from act_zoo.layers.propagation import smallest3
-
-    from _common import timed
 
     for groups in (32, 128):
         d = torch.rand(16, 2048, groups)
         assert torch.equal(smallest3(d), d.sort(dim=-1, stable=True).indices[..., :3])
-        sort = min(timed(lambda: d.sort(dim=-1, stable=True)) for _ in range(repeats))
-        select = min(timed(lambda: smallest3(d)) for _ in range(repeats))
+        sort = min(timed(lambda d=d: d.sort(dim=-1, stable=True)) for _ in range(repeats))
+        select = min(timed(lambda d=d: smallest3(d)) for _ in range(repeats))
         print(f"G={groups:>3}: full sort {1e3 * sort:7.1f} ms, smallest3 {1e3 * select:6.1f} ms "
               f"({sort / select:.1f}x)")
 
