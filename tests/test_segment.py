@@ -159,6 +159,8 @@ def test_readme_semantic_segmentation_commands(model, tmp_path, monkeypatch, cap
     from act_zoo.train import api
 
     monkeypatch.setenv("ACT_ZOO_HOME", str(tmp_path / "home"))
+    for var in ("NO_PROXY", "no_proxy"):  # the stand-in weights come from a local server
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
     monkeypatch.chdir(tmp_path)
     model.save_pretrained(tmp_path / "standin")
     weights = (tmp_path / "standin" / "model.safetensors").read_bytes()

@@ -4,12 +4,11 @@ from helpers import assert_close, load_official, manifest, official_keys
 
 import act_zoo
 from act_zoo._s3dis import S3DIS_CLASSES
-from act_zoo.hub import download, registry
+from act_zoo.hub import gdrive, registry
 from act_zoo.hub._official_semseg import _load_semseg
 from act_zoo.hub.convert import CheckpointMismatchError, LoadReport, from_official, official_names
 from act_zoo.models.semseg import S3DIS, ACTSemSeg
 
-from .http_server import LocalServer
 
 _T = manifest()["tiny_config"]["semseg"]
 # The tiny semseg config in official key names (trans_dim: the official spelling of embed_dim).
@@ -136,14 +135,9 @@ def test_full_size_default_config_matches_the_official_key_table():
 
 # ------------------------------------------------------------------------------------ registry
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("ACT_ZOO_HOME", str(tmp_path / "home"))
-    for var in ("ACT_ZOO_OFFLINE", "HF_HUB_OFFLINE", "ACT_ZOO_GDRIVE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(download, "RETRY_BACKOFF_S", 0.0)
-    registry.reset_registry()
-    yield tmp_path / "home"
-    registry.reset_registry()
+def home(online_home):
+    """A fresh online cache and registry (tests/hub/conftest.py)."""
+    return online_home
 
 
 def test_unregister_weights_does_not_deadlock(home):
@@ -173,7 +167,7 @@ def test_registry_entry_record():
     assert m.config == S3DIS and sum(p.numel() for p in m.parameters()) == rec.num_params == 27020301
 
 
-def test_registry_entry_loads_an_official_best_model_file(home, tmp_path, monkeypatch):
+def test_registry_entry_loads_an_official_best_model_file(home, server, tmp_path, monkeypatch):
     """The real record, served from a local Drive-like server at its real file id: a full-size
     official-format best_model.pth (random weights) downloads, converts once and loads."""
     torch.manual_seed(3)
@@ -181,13 +175,9 @@ def test_registry_entry_loads_an_official_best_model_file(home, tmp_path, monkey
     path = tmp_path / "best_model.pth"
     torch.save({"epoch": 59, "class_avg_iou": 0.612, "model_state_dict": src.state_dict(),
                 "optimizer_state_dict": {}}, path)
-    server = LocalServer().start()
-    try:
-        monkeypatch.setattr(download, "GDRIVE_URL", server.url("/uc"))
-        server.add_gdrive("11JXdCkT91A2vdjBsw8-sroYZTryek7a9", path.read_bytes(), name="best_model.pth", flow="form")
-        model = act_zoo.from_pretrained("act_base.s3dis_semseg")
-    finally:
-        server.stop()
+    monkeypatch.setattr(gdrive, "GDRIVE_URL", server.url("/uc"))
+    server.add_gdrive("11JXdCkT91A2vdjBsw8-sroYZTryek7a9", path.read_bytes(), name="best_model.pth", flow="form")
+    model = act_zoo.from_pretrained("act_base.s3dis_semseg")
     assert isinstance(model, ACTSemSeg) and model.class_names == S3DIS_CLASSES
     for (k, a), (_, b) in zip(src.state_dict().items(), model.state_dict().items()):
         assert torch.equal(a, b), k
