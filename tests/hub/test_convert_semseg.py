@@ -9,7 +9,6 @@ from act_zoo.hub._official_semseg import _load_semseg
 from act_zoo.hub.convert import CheckpointMismatchError, LoadReport, from_official, official_names
 from act_zoo.models.semseg import S3DIS, ACTSemSeg
 
-
 _T = manifest()["tiny_config"]["semseg"]
 # The tiny semseg config in official key names (trans_dim: the official spelling of embed_dim).
 TINY_SEMSEG = dict(
