@@ -563,3 +563,4 @@ def _infer_official_config(sd: Mapping[str, torch.Tensor], source: str) -> dict[
 
 # the other model families register their official names
 from . import _official_partseg, _official_pretrain  # noqa: E402,F401
+from . import _official_semseg  # noqa: E402,F401

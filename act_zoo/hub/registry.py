@@ -83,8 +83,9 @@ def register_weights(record: Mapping[str, Any] | WeightsRecord) -> WeightsRecord
 
 
 def unregister_weights(name: str) -> None:
+    records = _all_records()  # takes _lock itself: calling it under _lock deadlocked (Lock is not reentrant)
     with _lock:
-        _all_records().pop(name, None)
+        records.pop(name, None)
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
