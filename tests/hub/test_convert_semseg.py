@@ -185,3 +185,28 @@ def test_registry_entry_loads_an_official_best_model_file(home, server, tmp_path
     x = torch.rand(1, 2048, 3)
     with torch.no_grad():
         assert torch.equal(model(x).argmax(-1), src(x).argmax(-1))
+
+
+@pytest.mark.parametrize("table_name,config", [("semseg_s3dis.json", S3DIS), ("partseg_shapenetpart.json", None)])
+def test_official_segmentation_config_is_inferred_from_the_key_table(table_name, config):
+    from act_zoo.hub.convert import infer_official_config
+    from act_zoo.models.partseg import PartSegConfig
+
+    table = official_keys(table_name)
+    sd = {e["key"]: torch.zeros(e["shape"], device="meta") for e in table["keys"]}
+    inferred = infer_official_config(sd, source=table_name)
+    with torch.device("meta"):
+        model = from_official(None, inferred)
+    assert model.config == (config or PartSegConfig())
+    assert [e["key"] for e in table["keys"]] == list(model.state_dict())
+
+
+def test_tiny_semseg_checkpoint_converts_without_a_config(tmp_path):
+    model = from_official(None, TINY_SEMSEG)
+    path = tmp_path / "best_model.pth"
+    torch.save({"epoch": 3, "model_state_dict": model.state_dict()}, path)
+    back = act_zoo.from_pretrained(path)
+    assert type(back).__name__ == "ACTSemSeg"
+    assert back.config.cls_dim == model.config.cls_dim and back.config.embed_dim == model.config.embed_dim
+    for k, v in model.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
