@@ -52,6 +52,10 @@ _LAZY: dict[str, str] = {
     "ACTDistillation": "act_zoo.models.distill",
     "PartSegConfig": "act_zoo.models.partseg",
     "ACTPartSeg": "act_zoo.models.partseg",
+    "SemSegConfig": "act_zoo.models.semseg",
+    "ACTSemSeg": "act_zoo.models.semseg",
+    # whole-scene semantic segmentation
+    "segment": "act_zoo.scene",
 }
 
 # subpackages, imported on first use: ``import act_zoo; act_zoo.ops.knn(...)``

@@ -1,4 +1,5 @@
-"""Run a pipeline from a config: ``train(pipeline, config)`` and the seed sweep."""
+"""Run a pipeline from a config: ``train(pipeline, config)`` and the seed sweep; fine-tune on
+your own files in one call: ``finetune(data=DIR, init=NAME, out=RUN)`` (see :mod:`.own_data`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from .config import PIPELINES, dump_config
 from .distributed import init_distributed
 from .loop import Trainer, derive_seed, seed_everything
+from .own_data import finetune, plan_finetune
 from .tasks.common import mean_std
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,10 @@ def make_task(pipeline: str, cfg: Any, **kwargs: Any) -> Any:
         from .tasks.partseg import PartSegTask
 
         return PartSegTask(cfg, **kwargs)
+    if pipeline == "semseg":
+        from .tasks.semseg import SemSegTask
+
+        return SemSegTask(cfg, **kwargs)
     raise ValueError(f"unknown pipeline {pipeline!r}; choose one of {sorted(PIPELINES)}")
 
 
@@ -79,3 +85,6 @@ def sweep_seeds(pipeline: str, cfg: Any, seeds: list[int], *, resume: bool = Fal
     base.mkdir(parents=True, exist_ok=True)
     (base / "seeds_summary.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+__all__ = ["finetune", "make_task", "plan_finetune", "sweep_seeds", "train"]

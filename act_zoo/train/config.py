@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..models import ClassifierConfig, DistillConfig, DVAEConfig, PartSegConfig
+from ..models import ClassifierConfig, DistillConfig, DVAEConfig, PartSegConfig, SemSegConfig
 from ..models.common import config_from_dict, config_to_dict
 
 
@@ -48,7 +48,15 @@ class DataConfig:
     ``dataset``: ``synthetic`` (procedural shapes, offline), ``shapenet55``, ``modelnet40``,
     ``scanobjectnn`` (``variant`` PB_T50_RS | OBJ_BG | OBJ_ONLY), ``modelnet40_fewshot``,
     ``shapenetpart``, ``folder`` (class-per-folder tree at ``root``) or ``list`` (``root`` is a
-    CSV/JSON list for training, ``test_root`` for testing)."""
+    CSV/JSON list for training, ``test_root`` for testing).
+
+    Your own files (``folder`` / ``list``; ``test_root`` may be either kind): every file is read
+    once before training (unreadable ones are listed; ``skip_bad`` trains without them and the
+    summary reports them). ``val_split``: the share of each class held out from ``root`` as a
+    seeded (``data_seed``), stratified, file-level *validation* split; None means 0.2 without
+    ``test_root`` and none with it. Evaluating on the training files is never done: with
+    ``val_split: 0`` a ``test_root`` is required, and a test file that is also a training file
+    is an error."""
 
     dataset: str = "synthetic"
     root: str | None = None
@@ -65,6 +73,9 @@ class DataConfig:
     clutter: bool = False
     points_per_cloud: int | None = None  # points generated per synthetic cloud (default: 1.2 x npoints)
     data_seed: int = 0
+    # your own files (folder / list)
+    val_split: float | None = None
+    skip_bad: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,12 @@ class FinetuneConfig:
     ``init``: pretrained weights (stage-II run dir, registry name, official checkpoint) or
     None for training from scratch. ``vote``: passes of the voting evaluation (10, official);
     ``test_vote_repeats``: the official TEST_VOTE (best of N repeated votes), off by default and
-    always reported as such."""
+    always reported as such. ``keep_head``: keep the head of an ``init`` classifier (None: only
+    when its ``class_names`` are the data's; the official start is a fresh head).
+
+    Epochs: ``run.max_epoch`` keeps the official meaning, epochs ``0 .. max_epoch`` run, so
+    ``max_epoch: 300`` is 301 epochs. ``act-zoo train finetune --data DIR --epochs E`` (Python
+    ``finetune(epochs=E)``) runs exactly ``E`` epochs: it sets ``run.max_epoch = E - 1``."""
 
     model: ClassifierConfig = ClassifierConfig()
     init: str | None = None
@@ -157,6 +173,7 @@ class FinetuneConfig:
     rotate: bool = True
     vote: int = 10
     test_vote_repeats: int = 0
+    keep_head: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -188,12 +205,51 @@ class PartSegTrainConfig:
     double_step: bool = True
 
 
+@dataclass(frozen=True)
+class SemSegTrainConfig:
+    """S3DIS semantic segmentation (``semantic_segmentation/main.py`` and ``main_test.py``).
+
+    Optimisation as part segmentation: AdamW 2e-4 / wd 0.05, cosine over 60 epochs with 10
+    warm-up epochs from 1e-6, lr_min 1e-6, batch 32, clip 10, ``double_step`` (two optimizer
+    steps per iteration, as the official loop; off on request). The official loop runs epochs
+    0..59; this loop runs 0..``run.max_epoch`` (one more epoch, at the schedule's floor).
+
+    Data (:class:`~act_zoo.data.S3DIS`, ``data.root`` = the ``collect_indoor3d_data`` folder):
+    ``npoints`` (2048) points of a ``block_size`` (1 m) window around a random room point,
+    redrawn until it holds more than ``min_block_points`` (1024); ``sample_rate`` scales the
+    blocks per epoch; per-block scale U(0.8, 1.25) and shift U(-0.1, 0.1); class-weighted NLL
+    with the training rooms' weights. ``test_area`` (5) is held out.
+
+    Evaluation: ``eval_protocol`` ``blocks`` (default, ``main.py`` every epoch: random blocks of
+    the test area, fixed by the run seed) or ``rooms`` (``main_test.py``: whole rooms, blocks at
+    ``stride``, ``votes`` voting passes); the final evaluation always uses whole rooms."""
+
+    model: SemSegConfig = SemSegConfig()
+    init: str | None = None
+    data: DataConfig = DataConfig(dataset="s3dis")
+    npoints: int = 2048
+    test_area: int = 5
+    block_size: float = 1.0
+    sample_rate: float = 1.0
+    min_block_points: int = 1024
+    stride: float = 0.5
+    votes: int = 3
+    eval_protocol: str = "blocks"  # blocks | rooms
+    eval_batch_size: int = 32
+    class_weights: bool = True
+    optim: OptimConfig = OptimConfig(lr=2e-4, weight_decay=0.05)
+    scheduler: SchedulerConfig = SchedulerConfig(lr_min=1e-6)
+    run: RunConfig = RunConfig(max_epoch=60, batch_size=32, out_dir="runs/semseg")
+    double_step: bool = True
+
+
 PIPELINES: dict[str, type] = {
     "stage1": Stage1Config,
     "stage2": Stage2Config,
     "finetune": FinetuneConfig,
     "fewshot": FewShotConfig,
     "partseg": PartSegTrainConfig,
+    "semseg": SemSegTrainConfig,
 }
 
 
@@ -342,6 +398,7 @@ __all__ = [
     "PartSegTrainConfig",
     "RunConfig",
     "SchedulerConfig",
+    "SemSegTrainConfig",
     "Stage1Config",
     "Stage2Config",
     "dump_config",

@@ -219,7 +219,7 @@ class Trainer:
 
             total = min((run.max_epoch + 1) * steps, run.max_steps or math.inf)
             progress = tqdm(total=int(total), initial=state.global_step, desc=self.task.name, unit="step",
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, disable=None)  # None: silent when stderr is not a terminal
         stop = False
         t0 = time.time()
         while state.epoch <= run.max_epoch and not stop:
