@@ -194,7 +194,10 @@ def prepared_batches(
     in the calling thread), up to ``workers + 1`` chunks ahead of the consumer: reading
     (numpy, plyfile) and the point ops spend most of their time outside the GIL, so the
     threads prepare the next chunks while the caller runs the network on this one. Memory is
-    bounded by those few chunks, whatever the number of sources.
+    bounded by those few chunks, whatever the number of sources. (Threads rather than
+    ``DataLoader`` worker processes: the same throughput where measured -- 300 files, chunk
+    jobs, 2 workers: 211 vs 204 files/s -- with no pickling of batches and no fork of a process
+    that already runs threads.)
 
     With ``skip_bad`` a source that cannot be read or prepared is appended to ``skipped`` as
     ``(name, reason)`` (and its index to ``skipped_at``) and left out; otherwise the first one
