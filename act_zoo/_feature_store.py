@@ -19,6 +19,9 @@ folder is removed. ``OUT`` therefore has the layout of :meth:`FileFeatures.save`
 ``meta`` record (model fingerprint, preparation settings, the inputs' count and digest,
 the shard) that ``resume`` checks.
 
+One run at a time writes ``OUT``: a second one fails at once (a lock file ``OUT.lock`` is held
+while a store is open and removed by :meth:`FeatureStore.close`).
+
 ``resume=True`` continues an interrupted run from its parts, or finds ``OUT`` complete; in
 both cases only when the inputs (same files, same order) and the record are the same, else a
 ``ValueError`` says what differs. Inputs skipped as unreadable stay skipped. Without
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 logger = logging.getLogger("act_zoo")
 
@@ -100,6 +104,36 @@ class FeatureStore:
                  row_shapes: dict[str, tuple[int, ...]], *, resume: bool) -> None:
         self.path, self.fmt, self.inputs, self.meta = path, fmt, list(inputs), meta
         self.row_shapes = dict(row_shapes)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_path = path.with_name(path.name + ".lock")
+        self._lock: FileLock | None = FileLock(str(self._lock_path), timeout=0)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            self._lock = None
+            raise ValueError(f"{path}: another extraction is writing this output right now (lock {self._lock_path}); "
+                             "wait for it, or choose another --out") from None
+        try:
+            self._open(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the output's lock (and remove the lock file); the store is done."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+            self._lock_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self, resume: bool) -> None:
+        path, fmt = self.path, self.fmt
         self.work = partial_dir(path)
         self.complete: Record | None = None
         self._buffer: dict[str, list[np.ndarray]] = {k: [] for k in self.row_shapes}

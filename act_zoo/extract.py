@@ -421,25 +421,25 @@ def extract_to(
         "shard": {"rank": rank, "world": world, "inputs": inputs_digest(files)},
         "act_zoo": __version__,
     }
-    store = FeatureStore(path, fmt, mine, meta, shapes, resume=resume)
-    computed = len(store.todo)
-    if store.todo:
-        try:
-            with eval_mode(encoder):
-                batches = _feature_batches(encoder, preparer, mine, mine, batch_size=batch_size, amp=amp,
-                                           skip_bad=skip_bad, progress=progress, workers=workers,
-                                           positions=store.todo)
-                for feats, kept, skips in batches:
-                    for i, reason in skips:
-                        store.skip(i, reason)
-                    if feats is not None:
-                        feats.centers = feats.centers.float()
-                        store.add({k: getattr(feats, k).numpy() for k in shapes}, kept)
-        except BaseException:
-            with contextlib.suppress(Exception):  # keep the rows computed so far (all before the failure):
-                store.flush()  # resume continues after them; the original error is the one to see
-            raise
-    record = store.finish()
+    with FeatureStore(path, fmt, mine, meta, shapes, resume=resume) as store:
+        computed = len(store.todo)
+        if store.todo:
+            try:
+                with eval_mode(encoder):
+                    batches = _feature_batches(encoder, preparer, mine, mine, batch_size=batch_size, amp=amp,
+                                               skip_bad=skip_bad, progress=progress, workers=workers,
+                                               positions=store.todo)
+                    for feats, kept, skips in batches:
+                        for i, reason in skips:
+                            store.skip(i, reason)
+                        if feats is not None:
+                            feats.centers = feats.centers.float()
+                            store.add({k: getattr(feats, k).numpy() for k in shapes}, kept)
+            except BaseException:
+                with contextlib.suppress(Exception):  # keep the rows computed so far (all before the failure):
+                    store.flush()  # resume continues after them; the original error is the one to see
+                raise
+        record = store.finish()
     return ExtractSummary(path, record.files, record.skipped, {k: (len(record.files), *v) for k, v in shapes.items()},
                           computed, store.resumed, (rank, world))
 

@@ -235,3 +235,18 @@ def test_torchrun_writes_one_shard_per_rank_equal_to_one_process(folder, tmp_pat
         load_features([shards[0], shards[0]])
     with pytest.raises(ValueError, match="a shard of another run"):
         load_features([shards[0], tmp_path / "one.npz"])
+
+
+def test_one_run_at_a_time_writes_an_output(model, folder, tmp_path):
+    out = tmp_path / "feats.npz"
+    lock = out.with_name("feats.npz.lock")
+    store = _feature_store.FeatureStore(out, "npz", ["a"], {}, {"global_feature": (4,)}, resume=False)
+    try:
+        assert lock.exists()
+        with pytest.raises(ValueError, match="another extraction is writing"):
+            extract_to(model, folder, out=out, progress=False, workers=0)
+    finally:
+        store.close()
+    assert not lock.exists()
+    summary = extract_to(model, folder, out=out, progress=False, workers=0)
+    assert out.is_file() and len(summary.files) == 17 and not lock.exists()
