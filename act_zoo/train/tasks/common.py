@@ -120,6 +120,15 @@ def fps_subset(points: torch.Tensor, npoints: int, *, pool_ratio: float = 1.2) -
     return gather_points(points, idx)
 
 
+def scale_shift(points: torch.Tensor) -> torch.Tensor:
+    """Official part/semantic segmentation augmentation (``main.py``): a random scale U(0.8, 1.25)
+    per cloud, then a shift U(-0.1, 0.1) per cloud and axis (global torch RNG)."""
+    B = points.shape[0]
+    scale = torch.empty(B, 1, 1).uniform_(0.8, 1.25).to(points)  # B 1 1
+    shift = torch.empty(B, 1, 3).uniform_(-0.1, 0.1).to(points)  # B 1 3
+    return points * scale + shift
+
+
 def fps_exact(points: torch.Tensor, npoints: int) -> torch.Tensor:
     """Official ``misc.fps``: FPS to ``npoints`` (identity when the cloud already has that many)."""
     if points.shape[1] == npoints:
@@ -223,4 +232,4 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 __all__ = ["ENCODER_FIELDS", "FILE_DATASETS", "WEIGHT_ARCH_FIELDS", "ACTPartSeg", "DatasetsMixin", "accuracy_metrics",
            "build_dataset", "check_init_architecture", "encoder_state", "fps_exact", "fps_subset", "init_encoder",
-           "load_encoder_into", "load_teacher", "mean_std", "points_of"]
+           "load_encoder_into", "load_teacher", "mean_std", "points_of", "scale_shift"]

@@ -15,7 +15,7 @@ from ...models.partseg import category_from_target, part_seg_loss, predict_parts
 from ..config import PartSegTrainConfig
 from ..loop import StepContext
 from ..metrics import class_miou, instance_miou, shape_iou
-from .common import DatasetsMixin, load_encoder_into
+from .common import DatasetsMixin, load_encoder_into, scale_shift
 
 
 def _fields(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -41,11 +41,7 @@ class PartSegTask(DatasetsMixin):
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         points, cls, seg = _fields(batch)
         points = points.to(ctx.device).float()[..., :3]
-        B = points.shape[0]
-        # official main.py: a random scale U(0.8, 1.25) per shape, then a shift U(-0.1, 0.1) per shape and axis
-        scale = torch.empty(B, 1, 1).uniform_(0.8, 1.25).to(points)
-        shift = torch.empty(B, 1, 3).uniform_(-0.1, 0.1).to(points)
-        points = points * scale + shift
+        points = scale_shift(points)  # official main.py augmentation, per cloud
         seg = seg.to(ctx.device).long()
         log_probs = model(points, cls.to(ctx.device).long().view(-1))  # B N P
         loss = part_seg_loss(log_probs, seg)

@@ -28,7 +28,7 @@ from ...models.semseg import ACTSemSeg, semseg_loss
 from ..config import SemSegTrainConfig
 from ..loop import StepContext
 from ..metrics import SemSegMeter, SemSegScores
-from .common import load_encoder_into
+from .common import load_encoder_into, scale_shift
 
 logger = logging.getLogger(__name__)
 
@@ -243,11 +243,7 @@ class SemSegTask:
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         points, seg = batch["points"], batch["seg"]
         points = points.to(ctx.device).float()[..., :3]
-        B = points.shape[0]
-        # official main.py: scale U(0.8, 1.25) per block, then shift U(-0.1, 0.1) per block and axis
-        scale = torch.empty(B, 1, 1).uniform_(0.8, 1.25).to(points)
-        shift = torch.empty(B, 1, 3).uniform_(-0.1, 0.1).to(points)
-        points = points * scale + shift
+        points = scale_shift(points)  # official main.py augmentation, per cloud
         seg = seg.to(ctx.device).long()
         log_probs = model(points)  # B N K
         w = self.class_weights()
