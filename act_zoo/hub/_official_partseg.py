@@ -67,23 +67,33 @@ PARTSEG_PRETRAIN_ONLY = PRETRAIN_ONLY + (
 )
 
 
+def segmentation_config_from_official(cls: type, section: Mapping[str, Any], *, aliases: Mapping[str, str],
+                                      owner: str) -> Any:
+    """Official config section -> a segmentation config dataclass ``cls`` (part or semantic).
+
+    ``aliases`` maps official key -> field (``trans_dim`` -> ``embed_dim`` ...); giving both names
+    of one field with different values raises ``ValueError``. ``encoder_dims`` defaults to the
+    width and ``fp_dims`` to the official ``[4C, 1024]``."""
+    section = dict(section)
+    for alias, name in aliases.items():
+        if alias in section:
+            value = section.pop(alias)
+            if name in section and section[name] != value:
+                where = section.get("NAME", owner)
+                raise ValueError(f"{where}: {alias}={value!r} and {name}={section[name]!r} disagree")
+            section[name] = value
+    defaults: dict[str, Any] = {"encoder_dims": section.get("embed_dim", cls.embed_dim)}
+    if "embed_dim" in section and "fp_dims" not in section:  # official FP mlp: [4C, 1024]
+        defaults["fp_dims"] = (4 * int(section["embed_dim"]), cls.fp_dims[-1])
+    return config_from_official(cls, section, defaults=defaults)
+
+
 def partseg_config_from_official(section: Mapping[str, Any]) -> PartSegConfig:
     """Official config section (``NAME`` plus any sizes) -> :class:`PartSegConfig`.
 
     ``trans_dim`` is accepted for ``embed_dim`` and ``num_part`` for ``cls_dim``; giving both
     names of one field with different values raises ``ValueError``."""
-    section = dict(section)
-    for alias, name in _ALIASES.items():
-        if alias in section:
-            value = section.pop(alias)
-            if name in section and section[name] != value:
-                owner = section.get("NAME", "PartSegmentation")
-                raise ValueError(f"{owner}: {alias}={value!r} and {name}={section[name]!r} disagree")
-            section[name] = value
-    defaults = {"encoder_dims": section.get("embed_dim", PartSegConfig.embed_dim)}
-    if "embed_dim" in section and "fp_dims" not in section:  # official FP mlp: [4C, 1024]
-        defaults["fp_dims"] = (4 * int(section["embed_dim"]), PartSegConfig.fp_dims[-1])
-    return config_from_official(PartSegConfig, section, defaults=defaults)
+    return segmentation_config_from_official(PartSegConfig, section, aliases=_ALIASES, owner="PartSegmentation")
 
 
 def _build_partseg(section: Mapping[str, Any]) -> ACTPartSeg:

@@ -33,13 +33,12 @@ from typing import Any
 from torch import nn
 
 from ..models.semseg import ACTSemSeg, SemSegConfig
-from ._official_partseg import _cls_fallback
+from ._official_partseg import _cls_fallback, segmentation_config_from_official
 from .convert import (
     PRETRAIN_ONLY,
     KeyRule,
     LoadReport,
     StateDict,
-    config_from_official,
     load_with_rules,
     register_official,
     strip_pretrain_prefix,
@@ -71,18 +70,7 @@ def semseg_config_from_official(section: Mapping[str, Any]) -> SemSegConfig:
 
     ``trans_dim`` is accepted for ``embed_dim`` and ``num_classes`` for ``cls_dim``; giving both
     names of one field with different values raises ``ValueError``."""
-    section = dict(section)
-    for alias, name in _ALIASES.items():
-        if alias in section:
-            value = section.pop(alias)
-            if name in section and section[name] != value:
-                raise ValueError(f"{section.get('NAME', 'SemanticSegmentation')}: {alias}={value!r} and "
-                                 f"{name}={section[name]!r} disagree")
-            section[name] = value
-    defaults: dict[str, Any] = {"encoder_dims": section.get("embed_dim", SemSegConfig.embed_dim)}
-    if "embed_dim" in section and "fp_dims" not in section:  # official FP mlp: [4C, 1024]
-        defaults["fp_dims"] = (4 * int(section["embed_dim"]), SemSegConfig.fp_dims[-1])
-    return config_from_official(SemSegConfig, section, defaults=defaults)
+    return segmentation_config_from_official(SemSegConfig, section, aliases=_ALIASES, owner="SemanticSegmentation")
 
 
 def _build_semseg(section: Mapping[str, Any]) -> ACTSemSeg:
