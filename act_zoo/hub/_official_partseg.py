@@ -93,7 +93,8 @@ def partseg_config_from_official(section: Mapping[str, Any]) -> PartSegConfig:
 
     ``trans_dim`` is accepted for ``embed_dim`` and ``num_part`` for ``cls_dim``; giving both
     names of one field with different values raises ``ValueError``."""
-    return segmentation_config_from_official(PartSegConfig, section, aliases=_ALIASES, owner="PartSegmentation")
+    return segmentation_config_from_official(PartSegConfig, section, aliases=_ALIASES,
+                                             owner="PartSegmentation")
 
 
 def _build_partseg(section: Mapping[str, Any]) -> ACTPartSeg:

@@ -70,7 +70,8 @@ def semseg_config_from_official(section: Mapping[str, Any]) -> SemSegConfig:
 
     ``trans_dim`` is accepted for ``embed_dim`` and ``num_classes`` for ``cls_dim``; giving both
     names of one field with different values raises ``ValueError``."""
-    return segmentation_config_from_official(SemSegConfig, section, aliases=_ALIASES, owner="SemanticSegmentation")
+    return segmentation_config_from_official(SemSegConfig, section, aliases=_ALIASES,
+                                             owner="SemanticSegmentation")
 
 
 def _build_semseg(section: Mapping[str, Any]) -> ACTSemSeg:
