@@ -1,5 +1,6 @@
 """README's first screen: two commands on a fresh clone, wired to what they claim to run."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,7 +27,12 @@ def test_first_screen_is_two_commands_demo_and_test():
 def _dry_run(target: str) -> str:
     if shutil.which("make") is None:
         pytest.fail("make is required (README's first screen uses it)")
-    out = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=True)
+    # under `make test` (CI) the parent make's flags reach us and a sub-make prints
+    # "Entering/Leaving directory" lines: run as a user would, from a plain shell
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    out = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-B", target], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     return out.stdout
 
 
