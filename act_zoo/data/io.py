@@ -303,6 +303,9 @@ def _columns_to_cloud(arr: np.ndarray, path: Path) -> _Cloud:
         raise DatasetError(path, f"holds {arr.dtype} values, expected numbers")
     if arr.ndim != 2 or arr.shape[1] < 3:
         raise DatasetError(path, f"expected an array of shape [N, 3+] (x y z ...), got {list(arr.shape)}")
+    if arr.shape[0] <= 9 < arr.shape[1]:  # [3, N] / [6, N]: channels first, not 3 points with extra columns
+        raise DatasetError(path, f"has shape {list(arr.shape)}: it looks transposed (channels first); a cloud is "
+                                 f"[N, 3] (x y z [normals [colours]] per row): save array.T")
     eps = _eps_of(arr.dtype)
     arr = arr.astype(np.float64, copy=False)
     normals = arr[:, 3:6] if arr.shape[1] >= 6 else None
@@ -720,9 +723,12 @@ def _check_off_header(path: Path) -> None:
     with open(path, "rb") as fp:
         head = fp.read(4096)
     words = re.sub(rb"#[^\n]*", b"", head).split()
-    if not words or not words[0].upper().endswith(b"OFF"):
+    # the magic may carry the vertex count with no line break: ModelNet40's raw files start
+    # "OFF490 518 0" (trimesh reads them), so "OFF<digits>" is the magic and the first count
+    magic = re.fullmatch(rb"([A-Za-z]*OFF)(\d*)", words[0]) if words else None
+    if magic is None:
         raise DatasetError(path, "is not an OFF file (no OFF magic)")
-    counts = words[1:3]
+    counts = (([magic.group(2)] if magic.group(2) else []) + words[1:3])[:2]
     if len(counts) < 2 or not all(c.isdigit() for c in counts):
         raise DatasetError(path, "has no vertex and face counts after the OFF magic")
     nv, nf = int(counts[0]), int(counts[1])

@@ -351,3 +351,42 @@ def test_collect_files_expands_directories_and_globs(tmp_path: Path, pts):
         collect_files([tmp_path / "empty"])
     with pytest.raises(ValueError, match="no input"):
         collect_files([])
+
+
+# ----------------------------------------------------------------------------- found by a new user (review)
+
+
+def test_off_with_counts_glued_to_the_magic_reads_like_modelnet_does(tmp_path: Path):
+    """ModelNet40's raw .off files often start ``OFF490 518 0`` (no line break after the magic);
+    trimesh reads them, so the header pre-check must too (and still check the counts)."""
+    box = trimesh.creation.box()
+    rows = [" ".join(map(str, v)) for v in box.vertices] + [f"3 {a} {b} {c}" for a, b, c in box.faces]
+    (tmp_path / "glued.off").write_text(f"OFF{len(box.vertices)} {len(box.faces)} 0\n" + "\n".join(rows) + "\n")
+    (tmp_path / "plain.off").write_text(f"OFF\n{len(box.vertices)} {len(box.faces)} 0\n" + "\n".join(rows) + "\n")
+    np.testing.assert_array_equal(read_points(tmp_path / "glued.off"), read_points(tmp_path / "plain.off"))
+    (tmp_path / "lying.off").write_text("OFF90000 12 0\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DatasetError, match=r"lying\.off: is truncated: OFF header declares 90000 vertices"):
+        read_points(tmp_path / "lying.off")
+    (tmp_path / "word.off").write_text("OFFSET 1 2\n")
+    with pytest.raises(DatasetError, match=r"word\.off: is not an OFF file"):
+        read_points(tmp_path / "word.off")
+
+
+@pytest.mark.parametrize("ext", [".npy", ".txt", ".npz"])
+def test_a_transposed_cloud_is_an_error_not_three_points(tmp_path: Path, ext):
+    """``[3, N]`` (channels first, as a ``[B, 3, N]`` network input) read as ``[N, 3]`` would be
+    3 points whose 'normals' are the 4th-6th points: a plausible wrong cloud. It is refused."""
+    pts = np.random.default_rng(1).normal(size=(500, 3))
+    path = tmp_path / f"t{ext}"
+    if ext == ".npy":
+        np.save(path, pts.T.astype(np.float32))
+    elif ext == ".npz":
+        np.savez(path, points=pts.T)
+    else:
+        np.savetxt(path, pts.T)
+    with pytest.raises(DatasetError, match=r"shape \[3, 500\].*transposed.*\[N, 3\]"):
+        read_points(path)
+    with pytest.raises(DatasetError, match="transposed"):
+        read_points(path, num_points=64)
+    np.save(tmp_path / "ok.npy", pts[:9, :].T)  # [3, 9]: three points with normals and colours, as documented
+    assert read_points(tmp_path / "ok.npy").shape == (3, 3)
