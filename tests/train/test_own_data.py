@@ -302,3 +302,25 @@ def test_quiet_turns_the_trainers_progress_bars_off(capsys):
     assert "progress: false" in capsys.readouterr().out
     assert main(["train", "finetune", "--print-config"]) == 0
     assert "progress: true" in capsys.readouterr().out
+
+
+def test_a_file_listed_twice_cannot_land_on_both_sides_of_the_validation_split(shapes3, tiny_init, tmp_path):
+    """The split is by file: a list naming a file twice (or a folder holding a link to one of its
+    own files) would put the same cloud in training and validation. It is an error naming it;
+    with a separate test set and no validation split, repeats are the user's oversampling."""
+    files = sorted(shapes3.rglob("*.*"))
+    rows = [f"{p},{p.parent.name}\n" for p in files]
+    (tmp_path / "twice.csv").write_text("path,label\n" + "".join(rows + rows[:2]))
+    with pytest.raises(SplitError, match=rf"(?s)2 files appear twice in {tmp_path / 'twice.csv'}.*{files[0].name}"):
+        _plan(tmp_path / "twice.csv", tiny_init, tmp_path)
+    test = write_shapes(tmp_path / "t", per_class=1, classes=3, points=80, seed=9)
+    plan = _plan(tmp_path / "twice.csv", tiny_init, tmp_path, val_split=0.0, test_data=test[0].parent.parent)
+    assert len(plan.splits.train) == len(files) + 2 and plan.splits.val is None
+    linked = tmp_path / "linked"
+    for p in files:
+        (linked / p.parent.name).mkdir(parents=True, exist_ok=True)
+        (linked / p.parent.name / p.name).symlink_to(p)
+    (linked / files[0].parent.name / f"again{files[0].suffix}").symlink_to(files[0])
+    with pytest.raises(SplitError, match="1 file appears twice") as err:
+        _plan(linked, tiny_init, tmp_path)
+    assert f"again{files[0].suffix}" in str(err.value) and files[0].name in str(err.value)

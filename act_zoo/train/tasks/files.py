@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ...data.splits import FileSubset, SplitError, check_no_overlap, stratified_split
+from ...data.splits import FileSubset, SplitError, check_no_overlap, check_unique_files, stratified_split
 from ..config import DataConfig
 
 logger = logging.getLogger(__name__)
@@ -224,6 +224,7 @@ def build_file_splits(data: DataConfig, *, npoints: int, seed: int, progress: bo
     val = None
     train_idx = np.asarray(good, dtype=np.int64)
     if fraction > 0:
+        check_unique_files([full.samples[i][0] for i in good], where=str(data.root))
         keys = [_relative(full.samples[i][0], root_dir) for i in good]
         kept, held = stratified_split(labels, fraction=fraction, seed=data.data_seed, class_names=classes, keys=keys)
         train_idx, val_idx = train_idx[kept], train_idx[held]
