@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["FileSubset", "SplitError", "check_no_overlap", "check_unique_files", "stratified_split"]
+__all__ = ["FileSubset", "SplitError", "check_no_overlap", "check_unique_files", "shared_files", "stratified_split"]
 
 
 class SplitError(ValueError):
@@ -95,15 +95,11 @@ def _identity(path: Path) -> tuple[Any, ...]:
         return ("path", str(Path(path).resolve()))
 
 
-def check_no_overlap(
-    train: Iterable[str | os.PathLike[str]],
-    other: Iterable[str | os.PathLike[str]],
-    *,
-    what: str = "test",
-    limit: int = 10,
-) -> None:
-    """Raise :class:`SplitError` if a file of ``other`` is also a training file: the same
-    resolved path, or the same file through a symbolic or hard link. Lists the shared files."""
+def shared_files(
+    train: Iterable[str | os.PathLike[str]], other: Iterable[str | os.PathLike[str]]
+) -> list[tuple[Path, Path]]:
+    """``(training file, file of other)`` for every file of ``other`` that is also a training
+    file: the same resolved path, or the same file through a symbolic or hard link."""
     seen: dict[tuple[Any, ...], Path] = {}
     for p in train:
         p = Path(p)
@@ -115,6 +111,19 @@ def check_no_overlap(
         hit = seen.get(_identity(p)) or seen.get(("path", str(p.resolve())))
         if hit is not None:
             shared.append((hit, p))
+    return shared
+
+
+def check_no_overlap(
+    train: Iterable[str | os.PathLike[str]],
+    other: Iterable[str | os.PathLike[str]],
+    *,
+    what: str = "test",
+    limit: int = 10,
+) -> None:
+    """Raise :class:`SplitError` if a file of ``other`` is also a training file (see
+    :func:`shared_files`). Lists the shared files."""
+    shared = shared_files(train, other)
     if shared:
         lines = [f"  {b}" + (f" (= training file {a})" if Path(a) != Path(b) else "") for a, b in shared[:limit]]
         more = [f"  ... and {len(shared) - limit} more"] if len(shared) > limit else []

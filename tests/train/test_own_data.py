@@ -324,3 +324,23 @@ def test_a_file_listed_twice_cannot_land_on_both_sides_of_the_validation_split(s
     with pytest.raises(SplitError, match="1 file appears twice") as err:
         _plan(linked, tiny_init, tmp_path)
     assert f"again{files[0].suffix}" in str(err.value) and files[0].name in str(err.value)
+
+
+def test_evaluating_a_run_on_its_own_training_files_says_so(shapes3, tiny_init, tmp_path, monkeypatch, caplog):
+    """``act-zoo evaluate RUN --data DIR`` where DIR is (part of) what RUN was trained on: the
+    run's splits.json knows its training files, so the report says the accuracy is not held out
+    (also when the run was trained from another working directory with a relative --data)."""
+    monkeypatch.chdir(shapes3.parent)
+    finetune(data=shapes3.name, init=tiny_init, out=tmp_path / "run", epochs=1, progress=False,
+             overrides={"run": {"tensorboard": False}, "vote": 0})
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING"):
+        res = act_zoo.evaluate(tmp_path / "run", shapes3, votes=0)
+    lines = res.report().splitlines()
+    assert res.training_files == 15 and res.num_samples == 18
+    assert any("15 of 18 clouds are training files of" in ln and "not a held-out" in ln for ln in lines[:-1])
+    assert lines[-1].startswith("accuracy: ") and "training files" in caplog.text
+    new = tmp_path / "new"
+    write_shapes(new, per_class=1, classes=3, points=80, seed=5)
+    fresh = act_zoo.evaluate(str(tmp_path / "run"), new, votes=0)
+    assert fresh.training_files == 0 and "training files" not in fresh.report()

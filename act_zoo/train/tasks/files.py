@@ -177,7 +177,8 @@ class FileSplits:
         for k, v in self.sides().items():
             base = roots[k] if roots[k].is_dir() else roots[k].parent
             lists[k] = [[_relative(p, base), self.classes[lab]] for p, lab in v.samples]
-        return {"classes": list(self.classes), "root": self.root, "test_root": self.test_root,
+        return {"classes": list(self.classes), "root": self.root, "root_resolved": str(Path(self.root).resolve()),
+                "test_root": self.test_root,
                 "val_fraction": self.val_fraction, "split_seed": self.seed, "files": lists,
                 "skipped_files": [p for p, _ in self.skipped]}
 
