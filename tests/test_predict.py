@@ -122,3 +122,19 @@ def test_cli_predict_as_the_readme_writes_it(shapes, tmp_path, capsys, monkeypat
     assert "nope.ply: no such file or directory" in capsys.readouterr().err
     assert main(["predict", "act_tiny.synthetic10", "shapes/", "--out", "shapes"]) == 1
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_cli_predict_an_unreadable_file_names_the_way_past_it(tmp_path, capsys, monkeypatch):
+    """A folder with a non-cloud file (a README.txt among the scans): the error names the file
+    and says how to predict the others; --skip-bad does, listing the file on stderr."""
+    monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    np.save(scans / "a.npy", np.random.default_rng(0).normal(size=(300, 3)))
+    (scans / "README.txt").write_text("scans from the lab\ndo not share\n")
+    assert main(["predict", "act_tiny.synthetic10", str(scans)]) == 1
+    err = capsys.readouterr().err
+    assert "README.txt" in err and "--skip-bad" in err
+    assert main(["predict", "act_tiny.synthetic10", str(scans), "--skip-bad"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out.count("\n") == 1 and "a.npy" in cap.out and "skipped" in cap.err and "README.txt" in cap.err
