@@ -102,6 +102,34 @@ class MicroBatches(Sampler[list[int]]):
         return (self.steps - self.start) * self.A
 
 
+# values that do not change what a training step computes: free to differ on --resume
+_RESUME_FREE = frozenset({"run.progress", "run.threads", "run.log_every", "run.tensorboard", "run.device",
+                          "run.max_steps", "run.ckpt_every_steps", "run.keep_checkpoints", "run.val_every",
+                          "data.num_workers"})
+
+
+def config_changes(old_text: str, new_text: str, *, limit: int = 12) -> list[str]:
+    """``key: old -> new`` for every value (dotted key) that differs between two dumped configs,
+    except those in ``_RESUME_FREE``; an unreadable old config is one entry saying so."""
+    import yaml
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(node, dict):
+            return {prefix.rstrip("."): node}
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(flat(v, f"{prefix}{k}."))
+        return out
+
+    try:
+        old, new = flat(yaml.safe_load(old_text) or {}), flat(yaml.safe_load(new_text) or {})
+    except yaml.YAMLError as exc:
+        return [f"the saved train_config.yaml cannot be read ({exc})"]
+    keys = sorted(k for k in old.keys() | new.keys() if k not in _RESUME_FREE and old.get(k) != new.get(k))
+    changes = [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in keys[:limit]]
+    return changes + ([f"... and {len(keys) - limit} more"] if len(keys) > limit else [])
+
+
 class Trainer:
     """Runs a :class:`Task` with the official optimizer/schedule, DDP, AMP, accumulation,
     clipping, checkpoints and exact resume.
@@ -181,7 +209,14 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         seed_everything(derive_seed(run.seed, "init"))
         if dist.is_main and self.config_text is not None:
-            (self.run_dir / "train_config.yaml").write_text(self.config_text, encoding="utf-8")
+            saved = self.run_dir / "train_config.yaml"
+            if self.resume and saved.is_file():
+                changes = config_changes(saved.read_text(encoding="utf-8"), self.config_text)
+                if changes:
+                    logger.warning("--resume: this config differs from the one the run in %s was started with, so "
+                                   "the resumed run is not an exact continuation of it: %s", self.run_dir,
+                                   "; ".join(changes))
+            saved.write_text(self.config_text, encoding="utf-8")
 
         model = self.task.model.to(dist.device)
         if hasattr(model, "set_fast_path"):
