@@ -53,6 +53,7 @@ def run_finetune_data(args: argparse.Namespace) -> int:
     import sys
 
     from .own_data import plan_finetune, run_plan
+    from .rundir import check_run_directory
 
     if args.seeds:
         raise ValueError("--seeds is not supported with --data; run once per --set run.seed=S")
@@ -61,6 +62,8 @@ def run_finetune_data(args: argparse.Namespace) -> int:
     if not out:
         raise ValueError("--out RUN is required with --data: the run directory (load it with "
                          "act_zoo.from_pretrained(RUN))")
+    if not args.print_config:  # a run directory that would be refused, before the data is read
+        check_run_directory(out, resume=args.resume, overwrite=bool(getattr(args, "overwrite", False)))
     plan = plan_finetune(args.data, args.init, out, epochs=args.epochs,
                          val_split=0.2 if args.val_split is None else args.val_split, test_data=args.test_data,
                          skip_bad=args.skip_bad, overrides=list(args.overrides), config=args.config,

@@ -1,6 +1,7 @@
 """Fine-tuning on your own files: every error comes before a training step, and says what to do."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -344,3 +345,22 @@ def test_evaluating_a_run_on_its_own_training_files_says_so(shapes3, tiny_init, 
     write_shapes(new, per_class=1, classes=3, points=80, seed=5)
     fresh = act_zoo.evaluate(str(tmp_path / "run"), new, votes=0)
     assert fresh.training_files == 0 and "training files" not in fresh.report()
+
+
+def test_a_non_empty_out_is_refused_before_the_data_is_read(shapes3, tiny_init, tmp_path, capsys):
+    """Reading and checking every file can take long: an --out holding an earlier run is refused
+    first (the data here even holds a broken file, which would be reported otherwise)."""
+    data = tmp_path / "data"
+    shutil.copytree(shapes3, data)
+    (data / "box" / "broken.npy").write_bytes(b"junk")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_config.yaml").write_text("{}\n")
+    args = ["train", "finetune", "--data", str(data), "--init", tiny_init, "--out", str(out), "-q"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "is not empty" in err and "--overwrite" in err and "broken.npy" not in err
+    with pytest.raises(RuntimeError, match="is not empty"):
+        finetune(data=data, init=tiny_init, out=out, progress=False)
+    assert main([*args, "--print-config"]) == 1  # --print-config trains nothing: the data is still checked
+    assert "broken.npy" in capsys.readouterr().err
