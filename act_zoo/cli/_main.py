@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import select
 import sys
 from collections.abc import Sequence
@@ -75,12 +76,28 @@ def _report(args: argparse.Namespace, exc: BaseException) -> int:
     """One error line (and up to 11 indented detail lines) on stderr; exit code 1."""
     if args.verbose:
         logger.exception("failed")
-    text = str(exc).strip()
+    text = _worker_error(str(exc).strip())
     lines = text.splitlines()
     print(f"act-zoo {args.command}: error: {lines[0] if lines else type(exc).__name__}", file=sys.stderr)
     if len(lines) > 1:
         print("\n".join("  " + line for line in lines[1:12]), file=sys.stderr)
     return 1
+
+
+_WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.")
+
+
+def _worker_error(text: str) -> str:
+    """torch re-raises an error of a ``DataLoader`` worker as 'Caught X in DataLoader worker
+    process N.' followed by the worker's traceback, whose last line is the error itself
+    (``module.X: message``): that message is what to show."""
+    lines = text.splitlines()
+    if not (_WORKER_ERROR.match(text) and len(lines) > 2 and "Traceback" in lines[1]):
+        return text
+    kind, sep, message = lines[-1].strip().partition(": ")
+    if not sep or not re.fullmatch(r"[\w.]+", kind):
+        return text
+    return f"{message} (in a DataLoader worker)"
 
 
 def _stdout_is_broken() -> bool:
