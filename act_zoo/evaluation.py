@@ -212,6 +212,10 @@ def _label_map(data_classes: list[str] | None, model_classes: list[str], known: 
                        ", ".join(f"{i}={c}" for i, c in enumerate(data_classes[:8])))
         return None
     unknown = [c for c in data_classes if c not in model_classes]
+    if unknown and all(c.isdigit() for c in data_classes):
+        raise ValueError(f"the data's labels are integer labels {unknown[:8]} but the model's outputs are named "
+                         f"{model_classes}; classes are matched by name: write the class names as labels in the list "
+                         "(or a JSON list with \"classes\": [...] naming each integer)")
     if unknown:
         raise ValueError(f"class names of the data and the model differ: the data's classes {unknown} are not "
                          f"among the model's {model_classes}")

@@ -158,3 +158,13 @@ def test_cli_evaluate_with_workers_names_an_unreadable_file_in_one_line(shapes, 
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "README.txt: line 1 of the data is not numbers" in err and "DataLoader worker" in err
+
+
+def test_a_list_with_integer_labels_says_to_write_class_names(embedded, shapes, tmp_path):
+    """Integer labels in a CSV list are not the model's output numbers by assumption: the error
+    says to write the class names (or give the list's classes)."""
+    root, written = shapes
+    (tmp_path / "ints.csv").write_text("path,label\n" + "".join(f"{p},{embedded.class_names.index(n)}\n"
+                                                                for p, n in written[:3]))
+    with pytest.raises(ValueError, match=r"integer labels.*class names as labels"):
+        act_zoo.evaluate(embedded, tmp_path / "ints.csv", votes=0)
