@@ -270,7 +270,9 @@ def _validate_cloud(cloud: _Cloud, path: Path) -> None:
 def _check_finite(arr: np.ndarray, name: str, path: Path) -> None:
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).any(axis=1).sum())
-        raise DatasetError(path, f"{bad} of {arr.shape[0]} points have NaN or infinite {name}")
+        hint = ("; remove those points first (depth sensors and organised PCL clouds mark missing returns with NaN)"
+                if name == "coordinates" else "")
+        raise DatasetError(path, f"{bad} of {arr.shape[0]} points have NaN or infinite {name}{hint}")
 
 
 def _assemble(cloud: _Cloud, path: Path, keep_normals: bool, keep_colors: bool) -> np.ndarray:

@@ -390,3 +390,13 @@ def test_a_transposed_cloud_is_an_error_not_three_points(tmp_path: Path, ext):
         read_points(path, num_points=64)
     np.save(tmp_path / "ok.npy", pts[:9, :].T)  # [3, 9]: three points with normals and colours, as documented
     assert read_points(tmp_path / "ok.npy").shape == (3, 3)
+
+
+def test_nan_points_of_a_sensor_scan_say_what_to_do(tmp_path: Path, pts):
+    """An organised PCD from a depth sensor marks missing returns with NaN: the error says to
+    drop those points (act_zoo does not guess which points a user wants)."""
+    bad = pts.copy()
+    bad[::7] = np.nan
+    (tmp_path / "scan.pcd").write_bytes(pcd_bytes(bad, mode="binary"))
+    with pytest.raises(DatasetError, match=r"scan\.pcd: 8 of 50 points have NaN or infinite coordinates.*remove"):
+        read_points(tmp_path / "scan.pcd")
