@@ -23,6 +23,7 @@ import math
 import random
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,9 +238,12 @@ class Trainer:
         wrapped: nn.Module = model
         self.stats_sync = RunningStatsSync(model, dist)
         if dist.enabled:  # BatchNorm statistics are composed across ranks after each step (RunningStatsSync)
-            wrapped = nn.parallel.DistributedDataParallel(
-                model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
-                find_unused_parameters=self.find_unused, broadcast_buffers=False)
+            with warnings.catch_warnings():  # torch >= 2.14 calls broadcast_buffers deprecated, yet advises
+                # keeping broadcast_buffers=False for rank-local buffers until init_sync_buffers exists
+                warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+                wrapped = nn.parallel.DistributedDataParallel(
+                    model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+                    find_unused_parameters=self.find_unused, broadcast_buffers=False)
         monitor = Monitor(self.run_dir, tensorboard=run.tensorboard, enabled=dist.is_main)
         monitor.resume_at(state.global_step)
 

@@ -364,3 +364,28 @@ def test_a_non_empty_out_is_refused_before_the_data_is_read(shapes3, tiny_init, 
         finetune(data=data, init=tiny_init, out=out, progress=False)
     assert main([*args, "--print-config"]) == 1  # --print-config trains nothing: the data is still checked
     assert "broken.npy" in capsys.readouterr().err
+
+
+def test_torchrun_on_your_own_files_reports_once(shapes3, tiny_init, tmp_path):
+    """``torchrun --nproc-per-node 2 -m act_zoo.cli train finetune --data DIR ...``: rank 0 alone
+    prints the plan and the result (and checks --out); torch's DDP deprecation notice about
+    ``broadcast_buffers`` (which the trainer needs as it is) is not shown. ~15 s on 2 cores."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                          "127.0.0.1", "--master-port", str(port), "-m", "act_zoo.cli", "train", "finetune", "--data",
+                          str(shapes3), "--init", tiny_init, "--out", str(tmp_path / "ddp"), "--epochs", "1",
+                          "--set", "run.tensorboard=false", "--set", "vote=0", "--set", "run.batch_size=4"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("validation accuracy:") == 1 and out.stdout.count("saved ") == 1, out.stdout
+    assert out.stderr.count("fine-tuning ") == 1 and "FutureWarning" not in out.stderr, out.stderr
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
