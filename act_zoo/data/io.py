@@ -247,12 +247,31 @@ def collect_files(
 
 def files_under(root: Path, exts: set[str]) -> list[Path]:
     """Files below ``root`` (recursively) with one of ``exts`` (lower-case, with the dot),
-    hidden files and folders skipped, sorted: the rule of directories everywhere."""
-    return sorted(
-        f for f in root.rglob("*")
-        if f.suffix.lower() in exts and f.is_file()
-        and not any(part.startswith(".") for part in f.relative_to(root).parts)
-    )  # fmt: skip
+    hidden files and folders skipped, sorted: the rule of directories everywhere.
+
+    Linked folders are searched like real ones (``Path.rglob`` before Python 3.13 silently
+    skips them); each folder is visited once, and a link back to ``root`` or one of its
+    ancestors is not followed (it would loop, or reach other classes' files)."""
+    root_real = os.path.realpath(root)
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        keep = []
+        for d in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if not d.startswith(".") and real != root_real and not root_real.startswith(real.rstrip(os.sep) + os.sep):
+                keep.append(d)
+        dirnames[:] = keep
+        for name in filenames:
+            f = Path(dirpath) / name
+            if not name.startswith(".") and f.suffix.lower() in exts and f.is_file():
+                found.append(f)
+    return sorted(found)
 
 
 # ----------------------------------------------------------------------------- common

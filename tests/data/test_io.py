@@ -400,3 +400,26 @@ def test_nan_points_of_a_sensor_scan_say_what_to_do(tmp_path: Path, pts):
     (tmp_path / "scan.pcd").write_bytes(pcd_bytes(bad, mode="binary"))
     with pytest.raises(DatasetError, match=r"scan\.pcd: 8 of 50 points have NaN or infinite coordinates.*remove"):
         read_points(tmp_path / "scan.pcd")
+
+
+def test_linked_folders_are_searched_like_real_ones_and_a_loop_ends(tmp_path: Path):
+    """A folder linked into a data tree (a shared scan folder, a class folder kept elsewhere) is
+    searched like any other, for predict/extract and for the class-per-folder datasets alike; a
+    link back to an ancestor is visited once."""
+    from act_zoo.data import PointCloudFolder, collect_files
+
+    elsewhere = tmp_path / "elsewhere"
+    for rel in ("box/a.npy", "extra/b.npy"):
+        (elsewhere / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(elsewhere / rel, np.random.default_rng(0).normal(size=(20, 3)))
+    data = tmp_path / "data"
+    (data / "cone").mkdir(parents=True)
+    np.save(data / "cone" / "c.npy", np.random.default_rng(1).normal(size=(20, 3)))
+    (data / "box").symlink_to(elsewhere / "box", target_is_directory=True)
+    (data / "cone" / "more").symlink_to(elsewhere / "extra", target_is_directory=True)
+    (data / "cone" / "loop").symlink_to(data, target_is_directory=True)
+    files = [f.relative_to(data).as_posix() for f in collect_files(data)]
+    assert files == ["box/a.npy", "cone/c.npy", "cone/more/b.npy"]
+    ds = PointCloudFolder(data, num_points=8)
+    assert [(p.relative_to(data).as_posix(), ds.classes[lab]) for p, lab in ds.samples] == [
+        ("box/a.npy", "box"), ("cone/c.npy", "cone"), ("cone/more/b.npy", "cone")]
