@@ -389,3 +389,15 @@ def test_torchrun_on_your_own_files_reports_once(shapes3, tiny_init, tmp_path):
     assert out.stdout.count("validation accuracy:") == 1 and out.stdout.count("saved ") == 1, out.stdout
     assert out.stderr.count("fine-tuning ") == 1 and "FutureWarning" not in out.stderr, out.stderr
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
+
+
+def test_a_config_on_your_own_files_with_the_default_40_way_head_is_an_error(shapes3, tmp_path):
+    """``data.dataset: folder`` in a config with the official default ``cls_dim: 40`` for 3 class
+    folders would train a 40-way head and store no class names (predict then says class_<i>):
+    an error before any step, naming the fix."""
+    cfg = load_config("finetune", None, ["data.dataset=folder", f"data.root={shapes3}", "npoints=64",
+                                         f"run.out_dir={tmp_path / 'g'}", TINY_MODEL + "}"])
+    assert cfg.model.cls_dim == 40
+    with pytest.raises(ValueError, match=r"model\.cls_dim=40 but the data .* 3 classes.*model\.cls_dim=3"):
+        train("finetune", cfg)
+    assert not (tmp_path / "g" / "checkpoints").exists()
