@@ -36,6 +36,8 @@ _LAZY: dict[str, str] = {
     # features, predictions, evaluation
     "extract_features": "act_zoo.extract",
     "extract_files": "act_zoo.extract",
+    "extract_to": "act_zoo.extract",
+    "load_features": "act_zoo.extract",
     "PointFeatures": "act_zoo.models.common",
     "predict": "act_zoo.prediction",
     "evaluate": "act_zoo.evaluation",
@@ -50,6 +52,10 @@ _LAZY: dict[str, str] = {
     "ACTDistillation": "act_zoo.models.distill",
     "PartSegConfig": "act_zoo.models.partseg",
     "ACTPartSeg": "act_zoo.models.partseg",
+    "SemSegConfig": "act_zoo.models.semseg",
+    "ACTSemSeg": "act_zoo.models.semseg",
+    # whole-scene semantic segmentation
+    "segment": "act_zoo.scene",
 }
 
 # subpackages, imported on first use: ``import act_zoo; act_zoo.ops.knn(...)``

@@ -40,7 +40,7 @@ from ._inference import (
     resolve_model,
 )
 from .data.splits import shared_files
-from .models import ACTClassifier
+from .models import ACTClassifier, ACTSemSeg
 from .train.evaluation import (
     ClassificationMetrics,
     classification_metrics,
@@ -223,16 +223,32 @@ def _label_map(data_classes: list[str] | None, model_classes: list[str], known: 
     return np.array([index[c] for c in data_classes], dtype=np.int64)
 
 
+def _evaluate_rooms(model: ACTSemSeg, data: Any, dataset: str | None, root: Any, *, test_area: int,
+                    votes: int | None, **kwargs: Any) -> Any:
+    """Semantic segmentation: whole rooms in the S3DIS format (official main_test.py protocol)."""
+    import sys
+
+    from .train.tasks.semseg import evaluate_s3dis
+
+    if dataset not in (None, "s3dis") or (data is None) == (root is None) or (dataset == "s3dis") != (root is not None):
+        raise ValueError("a semantic-segmentation model is evaluated on rooms in the S3DIS format: give data= (a room "
+                         ".npy file or a folder of them) or dataset='s3dis' with root= (its test_area rooms)")
+    progress = kwargs.pop("progress")
+    rooms, area = (data, None) if root is None else (root, test_area)
+    return evaluate_s3dis(model, rooms, test_area=area, votes=3 if votes is None else votes,
+                          progress=sys.stderr.isatty() if progress is None else bool(progress), **kwargs)
+
+
 @torch.no_grad()
 def evaluate(
     model_or_name: nn.Module | str | os.PathLike,
     data: str | os.PathLike | Dataset | None = None,
     *,
-    dataset: Literal["modelnet40", "modelnet10", "scanobjectnn"] | None = None,
+    dataset: Literal["modelnet40", "modelnet10", "scanobjectnn", "s3dis"] | None = None,
     root: str | os.PathLike | None = None,
     split: Literal["train", "test"] = "test",
     variant: str | None = None,
-    votes: int = 10,
+    votes: int | None = None,
     batch_size: int = 32,
     device: torch.device | str | None = None,
     seed: int = 0,
@@ -242,8 +258,14 @@ def evaluate(
     class_names: Sequence[str] | None = None,
     confusion_png: str | os.PathLike | None = None,
     progress: bool | None = None,
-) -> EvaluationResult:
+    test_area: int = 5,
+) -> EvaluationResult | Any:
     """Accuracy of a classifier on labelled data, with and without voting.
+
+    A semantic-segmentation model (:class:`~act_zoo.ACTSemSeg`) is evaluated on whole rooms in
+    the S3DIS format instead (``data=`` a room ``.npy`` or a folder of them, or
+    ``dataset="s3dis", root=`` with its ``test_area`` rooms; ``votes`` official 3) and gives a
+    :class:`~act_zoo.train.tasks.semseg.RoomEvaluation` (mIoU, mAcc, OA, per-class IoU).
 
     Args:
         model_or_name: an :class:`~act_zoo.ACTClassifier`, or a registry name / run directory /
@@ -253,7 +275,7 @@ def evaluate(
         dataset, root, split, variant: an official dataset instead (``variant`` for ScanObjectNN:
             ``PB_T50_RS`` (default), ``OBJ_BG``, ``OBJ_ONLY``); ``allow_pickle`` permits the
             official ModelNet ``.dat`` pickles.
-        votes: voting passes (official 10); 0: no voting.
+        votes: voting passes (None: official 10; S3DIS rooms: 3); 0: no voting.
         batch_size: clouds per forward pass (results do not depend on it).
         device: where to run (default: the model's; cuda when loading by name and available).
         seed: seeds file preparation (padding) and the per-cloud voting draws.
@@ -267,11 +289,15 @@ def evaluate(
     Returns:
         :class:`EvaluationResult` (``.report()`` prints it; ``.accuracy`` is the headline).
     """
-    if isinstance(votes, bool) or not isinstance(votes, int) or votes < 0:
+    if votes is not None and (isinstance(votes, bool) or not isinstance(votes, int) or votes < 0):
         raise ValueError(f"votes must be an int >= 0, got {votes!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     model = resolve_model(model_or_name, device)
+    if isinstance(model, ACTSemSeg):
+        return _evaluate_rooms(model, data, dataset, root, test_area=test_area, votes=votes, batch_size=batch_size,
+                               seed=seed, confusion_png=confusion_png, progress=progress)
+    votes = 10 if votes is None else votes
     if not isinstance(model, ACTClassifier):
         raise TypeError(f"evaluate needs a classifier (ACTClassifier), got a {type(model).__name__}")
     npoints, num_classes = model.config.npoints, model.config.cls_dim

@@ -146,7 +146,27 @@ def _partseg(cfg) -> tuple[float, float]:
     return _count(train), _count(evaluate)
 
 
-COUNTERS = {"stage1": _stage1, "stage2": _stage2, "finetune": _finetune, "fewshot": _finetune, "partseg": _partseg}
+def _semseg(cfg) -> tuple[float, float]:
+    from act_zoo.models import ACTSemSeg
+
+    model = ACTSemSeg(dataclasses.replace(cfg.model, npoints=cfg.npoints))
+    model.set_fast_path(False)
+    x = _cloud(cfg.npoints)
+
+    def train():
+        model.train()
+        model(x).sum().backward()
+
+    def evaluate():
+        model.eval()
+        with torch.no_grad():
+            model(x)
+
+    return _count(train), _count(evaluate)
+
+
+COUNTERS = {"stage1": _stage1, "stage2": _stage2, "finetune": _finetune, "fewshot": _finetune, "partseg": _partseg,
+            "semseg": _semseg}
 
 
 def recipe_flops(name: str) -> tuple[float, float]:

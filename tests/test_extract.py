@@ -275,7 +275,7 @@ def test_extract_files_folders_globs_skip_bad_and_outputs(model, files, tmp_path
     res.save(tmp_path / "feats/", tokens=False)
     assert json.loads((tmp_path / "feats" / "files.json").read_text()) == good
     assert sorted(p.name for p in (tmp_path / "feats").iterdir()) == [
-        "centers.npy", "cls.npy", "files.json", "global_feature.npy", "skipped.json"]
+        "centers.npy", "cls.npy", "files.json", "global_feature.npy", "meta.json", "skipped.json"]
     # the destination is checked before any work (not even the model is loaded)
     for bad, match in ((tmp_path / "f.txt", "must end in .npz or .safetensors"), (tmp_path / "f.npz" / "x", "cannot create the output folder")):
         with pytest.raises(ValueError, match=match):

@@ -22,6 +22,8 @@ COMMANDS: tuple[str, ...] = (
     "act_zoo.cli.train",    # train
     "act_zoo.cli.recipes",  # recipes
     "act_zoo.cli.data",     # data check
+    "act_zoo.cli.segment",  # segment
+    "act_zoo.cli.ops",      # ops
 )
 
 

@@ -64,7 +64,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
 
     if (args.data is None) == (args.dataset is None):
-        raise CLIError("give --data DIR (a class-per-folder tree or a .csv/.json list) or --dataset NAME --root ROOT")
+        raise CLIError("give --data DIR (a class-per-folder tree or a .csv/.json list; S3DIS-format room files for a "
+                       "segmentation model) or --dataset NAME --root ROOT")
     png = None
     if args.confusion:
         try:
@@ -78,8 +79,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(args.model, args.data, dataset=args.dataset, root=args.root, split=args.split,
                       variant=args.variant, votes=args.votes, batch_size=args.batch_size, device=args.device,
                       seed=args.seed, allow_pickle=args.allow_pickle, num_workers=args.workers,
-                      class_names=_class_names(args.class_names), confusion_png=png, progress=_progress(args))
-    print(result.report())  # its last line: "accuracy: X"
+                      class_names=_class_names(args.class_names), confusion_png=png, progress=_progress(args),
+                      test_area=args.test_area)
+    print(result.report())  # its last line: "accuracy: X" ("miou: X" for semantic segmentation)
     return 0
 
 
@@ -104,20 +106,24 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(func=_cmd_predict)
 
     e = sub.add_parser(
-        "evaluate", parents=[common], help="accuracy of a classifier on labelled data",
+        "evaluate", parents=[common], help="accuracy of a classifier (or mIoU of a segmentation model) on labelled data",
         description="Evaluate a classifier exactly as saved: overall and per-class accuracy, without and with "
                     "the official voting (seeded, reproducible), and a confusion-matrix PNG. The last line "
                     "printed is 'accuracy: X' (percent, without voting: the share of files `act-zoo predict` gets right; "
-                    "the voting accuracy is the line above).")
+                    "the voting accuracy is the line above). A semantic-segmentation model is evaluated on whole "
+                    "rooms in the S3DIS format (--dataset s3dis --root ROOT, or --data ROOM_FILES_DIR): official "
+                    "whole-room test, mIoU / mAcc / OA and per-class IoU, last line 'miou: X'.")
     e.add_argument("model", help=model_help)
     e.add_argument("--data", help="a class-per-folder directory, or a .csv/.json list of path,label")
-    e.add_argument("--dataset", choices=["modelnet40", "modelnet10", "scanobjectnn"],
+    e.add_argument("--dataset", choices=["modelnet40", "modelnet10", "scanobjectnn", "s3dis"],
                    help="an official dataset instead of --data (with --root)")
     e.add_argument("--root", help="the official dataset's folder")
     e.add_argument("--split", choices=["train", "test"], default="test")
     e.add_argument("--variant", choices=["PB_T50_RS", "OBJ_BG", "OBJ_ONLY"], help="ScanObjectNN variant")
     e.add_argument("--allow-pickle", action="store_true", help="permit the official ModelNet .dat pickles")
-    e.add_argument("--votes", type=int, default=10, help="voting passes (official 10; 0: no voting)")
+    e.add_argument("--votes", type=int, help="voting passes (official: 10 for classifiers, 3 for S3DIS rooms; "
+                                              "0: no voting)")
+    e.add_argument("--test-area", type=int, default=5, help="s3dis: the area whose rooms are evaluated (official 5)")
     e.add_argument("--confusion", default="confusion_matrix.png",
                    help="confusion-matrix PNG to write (default %(default)s; '' for none)")
     e.add_argument("--class-names", help="comma-separated output names, for a model that stores none")

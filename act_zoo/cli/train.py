@@ -14,7 +14,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from ..train.cli import add_train_arguments
 
-    s = sub.add_parser("train", parents=[common], help="run a training pipeline (stage1, stage2, finetune, fewshot, partseg)",
+    s = sub.add_parser("train", parents=[common], help="run a training pipeline (stage1, stage2, finetune, fewshot, partseg, semseg)",
                        description="Run an ACT training pipeline. Defaults are the official configs; a YAML file and "
                                    "--set key=value override any field. Multi-process: torchrun --nproc-per-node N "
                                    "-m act_zoo.cli train ... Your own files: act-zoo train finetune --data DIR "

@@ -436,9 +436,28 @@ SHAPENETPART = DatasetSpec(
     counts=SHAPENETPART_COUNTS, checker=_check_shapenetpart,
 )
 
+
+
+def _check_s3dis(root: Path, opts: CheckOptions, report: CheckReport) -> None:
+    from .s3dis import check_s3dis
+
+    check_s3dis(root, report, expect_counts=opts.expect_counts, samples=opts.samples)
+
+
+S3DIS = DatasetSpec(
+    name="s3dis", title="S3DIS rooms (semantic segmentation)",
+    source="the official Stanford3dDataset_v1.2_Aligned_Version (http://buildingparser.stanford.edu/dataset.html), "
+           "converted with the official semantic_segmentation/data_utils/collect_indoor3d_data.py",
+    layout=("stanford_indoor3d/    (the output folder of collect_indoor3d_data.py)\n"
+            "  Area_1_conferenceRoom_1.npy ...     float [N, 7] x y z r g b label, room minimum at the origin\n"
+            "  272 rooms: Area_1 44, Area_2 40, Area_3 23, Area_4 49, Area_5 68 (test), Area_6 48"),
+    counts={"Area_1": 44, "Area_2": 40, "Area_3": 23, "Area_4": 49, "Area_5 (test)": 68, "Area_6": 48},
+    checker=_check_s3dis,
+)
+
 #: every dataset ``act-zoo data check`` knows, by name (add a dataset: one spec, one entry)
 DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec for spec in (SHAPENET55, MODELNET40, MODELNET40_FEWSHOT, SCANOBJECTNN, SHAPENETPART)
+    spec.name: spec for spec in (SHAPENET55, MODELNET40, MODELNET40_FEWSHOT, SCANOBJECTNN, SHAPENETPART, S3DIS)
 }
 
 _COMMON = frozenset({"expect_counts", "samples"})

@@ -28,7 +28,9 @@ prepare a cloud here and nowhere else:
    float32, with each cloud's centre and scale (to map results back into its own frame).
 
 Steps 1-4 are one picklable call, ``CloudPreparer(...)(source)``, so a thread pool or a
-``DataLoader`` worker can prepare clouds while the network runs.
+``DataLoader`` worker can prepare clouds while the network runs;
+``CloudPreparer(...).prepare_many(sources)`` prepares several at once, identically, with one
+batched FPS call per group of same-sized clouds.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = [
     "CloudSource",
     "PreparedCloud",
     "batch_clouds",
+    "fps_indices",
     "item_generator",
     "normalize_cloud",
     "prepare_cloud",
@@ -173,6 +176,45 @@ class CloudPreparer:
 
     def prepare_array(self, arr: np.ndarray, name: str, *, input_eps: float = 0.0) -> PreparedCloud:
         """Steps 3-4 for a cloud already read and validated (float64 ``[N, width]``)."""
+        staged = self._stage(arr, name, input_eps)
+        if staged.fps_xyz is not None:
+            staged.idx = resample_indices(staged.fps_xyz, self.num_points, "fps", None)
+        return staged.finish()
+
+    def prepare_many(
+        self, sources: Sequence[CloudSource], names: Sequence[str | None] | None = None
+    ) -> list[PreparedCloud | ValueError | OSError]:
+        """Steps 1-4 for many clouds, each exactly as ``self(source, name)`` prepares it, with one
+        FPS call per group of same-sized clouds (a batched FPS amortises the per-step cost of
+        the torch backend and lets a compiled one spread the batch over threads).
+
+        Returns, in order, each cloud's :class:`PreparedCloud`, or the ``ValueError`` /
+        ``OSError`` that preparing it raised (other exceptions propagate)."""
+        names = list(names) if names is not None else [None] * len(sources)
+        if len(names) != len(sources):
+            raise ValueError(f"{len(sources)} sources but {len(names)} names")
+        out: list[PreparedCloud | ValueError | OSError | _Staged] = []
+        for source, name in zip(sources, names):
+            try:
+                arr, eps, name = self.read(source, name)
+                out.append(self._stage(arr, name, eps))
+            except (ValueError, OSError) as exc:
+                out.append(exc)
+        waiting: dict[int, list[int]] = {}  # clouds that need FPS, by size
+        for i, item in enumerate(out):
+            if isinstance(item, _Staged) and item.fps_xyz is not None:
+                waiting.setdefault(item.fps_xyz.shape[0], []).append(i)
+        for size, members in waiting.items():
+            step = max(1, FPS_BATCH_POINTS // size)  # bounded memory for large clouds
+            for start in range(0, len(members), step):
+                group = members[start:start + step]
+                xyz = np.stack([out[i].fps_xyz for i in group])  # b N 3, float32
+                for i, idx in zip(group, fps_indices(xyz, self.num_points)):
+                    out[i].idx = idx
+        return [item.finish() if isinstance(item, _Staged) else item for item in out]
+
+    def _stage(self, arr: np.ndarray, name: str, input_eps: float) -> _Staged:
+        """Step 3 and the random draws of step 4; FPS (when needed) is left to the caller."""
         xyz = arr[:, :3]
         if self.normalize:
             xyz, center, scale = normalize_cloud(xyz, name, input_eps=input_eps)
@@ -185,19 +227,45 @@ class CloudPreparer:
                     f"without normalisation; use normalize=True"
                 )
         with np.errstate(over="ignore", invalid="ignore"):
-            points = np.concatenate([xyz, arr[:, 3:]], axis=1).astype(np.float32)
+            both = xyz if arr.shape[1] == 3 else np.concatenate([xyz, arr[:, 3:]], axis=1)
+            points = both.astype(np.float32)
         if not np.isfinite(points).all():
             raise ValueError(f"{name}: values beyond the float32 range")
         n, N = self.num_points, arr.shape[0]
-        random_draws = N < n or (N > n and self.sample == "random")
-        rng = item_generator(arr, self.seed) if random_draws else None  # hashing only when it is needed
+        staged = _Staged(points, center, scale, name, int(N))
+        if N == n:
+            return staged
+        if N < n or self.sample == "random":
+            staged.idx = resample_indices(points[:, :3], n, self.sample, item_generator(arr, self.seed))
+            return staged
         # FPS is invariant to translation and scale, except for the official kernel's skip of
         # points near the origin: unnormalised clouds are sampled in a unit-sphere copy
-        fps_xyz = points[:, :3] if self.normalize or random_draws or N == n else _unit_copy(arr[:, :3])
-        idx = resample_indices(fps_xyz, n, self.sample, rng)
-        if idx is not None:
-            points = points[idx]
-        return PreparedCloud(np.ascontiguousarray(points), center, scale, name, int(arr.shape[0]))
+        staged.fps_xyz = np.ascontiguousarray(points[:, :3] if self.normalize else _unit_copy(arr[:, :3]))
+        return staged
+
+
+#: most points (clouds x points) :meth:`CloudPreparer.prepare_many` hands to one FPS call
+FPS_BATCH_POINTS = 1 << 22
+
+
+@dataclass
+class _Staged:
+    """A cloud between steps 3 and 4: normalised float32 points, waiting for its indices."""
+
+    points: np.ndarray
+    center: np.ndarray
+    scale: float
+    name: str
+    num_input_points: int
+    fps_xyz: np.ndarray | None = None  # float32 [N, 3] to sample by FPS, when FPS is needed
+    idx: np.ndarray | None = None  # the resampling indices (None: keep the cloud as it is)
+
+    def finish(self) -> PreparedCloud:
+        if self.fps_xyz is not None and self.idx is None:
+            raise RuntimeError(f"{self.name}: FPS indices were never computed")
+        points = self.points if self.idx is None else self.points[self.idx]
+        return PreparedCloud(np.ascontiguousarray(points), self.center, self.scale, self.name,
+                             self.num_input_points)
 
 
 def prepare_cloud(
@@ -264,18 +332,20 @@ def normalize_cloud(xyz: np.ndarray, name: str, *, input_eps: float = 0.0) -> tu
     eps = max(float(input_eps), float(np.finfo(np.float64).eps))
     xyz = np.asarray(xyz, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        center = xyz.mean(axis=0)  # 3
+        center = np.einsum("ij->j", xyz) / xyz.shape[0]  # 3: xyz.mean(axis=0)'s sums, ~3x faster on [N, 3]
         centred = xyz - center  # N 3
-        peak = float(np.abs(centred).max()) if np.isfinite(centred).all() else float("inf")
-        radius = 0.0
-        if 0.0 < peak < float("inf"):  # scaled by the peak so that squaring cannot overflow
-            radius = peak * float(np.sqrt(np.square(centred / peak).sum(axis=1).max()))
+        radius = float(np.sqrt(np.einsum("ij,ij->i", centred, centred).max()))
+        if not 0.0 < radius < float("inf"):  # the squares overflowed (or all points coincide): scale first
+            peak = float(np.abs(centred).max()) if np.isfinite(centred).all() else float("inf")
+            radius = 0.0
+            if 0.0 < peak < float("inf"):  # scaled by the peak so that squaring cannot overflow
+                radius = peak * float(np.sqrt(np.square(centred / peak).sum(axis=1).max()))
     if not (np.isfinite(center).all() and np.isfinite(radius)):
         raise ValueError(f"{name}: coordinates too large to normalise (overflow at |x| up to "
                          f"{float(np.abs(xyz).max()):.3g})")
     if radius == 0.0:
         raise ValueError(f"{name}: all {xyz.shape[0]} points coincide; a single location cannot be normalised")
-    magnitude = float(np.abs(xyz).max())
+    magnitude = max(float(xyz.max()), -float(xyz.min()))
     resolution = magnitude * eps
     if resolution > MAX_RELATIVE_RESOLUTION * radius:
         raise ValueError(
@@ -283,7 +353,8 @@ def normalize_cloud(xyz: np.ndarray, name: str, *, input_eps: float = 0.0) -> tu
             f"input's precision its points are rounded to ~{resolution:.3g} ({100 * resolution / radius:.2g} % "
             f"of its size), so its shape is lost; subtract an origin first (or give float64 coordinates)"
         )
-    return centred / radius, center, radius
+    centred /= radius
+    return centred, center, radius
 
 
 def resample_indices(xyz: np.ndarray, n: int, method: str, rng: np.random.Generator | None) -> np.ndarray | None:
@@ -302,10 +373,16 @@ def resample_indices(xyz: np.ndarray, n: int, method: str, rng: np.random.Genera
         if N < n:
             return np.concatenate([np.arange(N), rng.integers(0, N, size=n - N)])
         return rng.permutation(N)[:n]
+    return fps_indices(xyz[None], n)[0]
+
+
+def fps_indices(xyz: np.ndarray, n: int) -> np.ndarray:
+    """``[B, n]`` FPS indices of same-sized clouds ``xyz [B, N, 3]`` (as float32), one
+    :func:`act_zoo.ops.furthest_point_sample` call: each row as its cloud alone would get."""
     from ..ops import furthest_point_sample
 
-    pts = torch.from_numpy(np.ascontiguousarray(xyz, dtype=np.float32)).unsqueeze(0)  # 1 N 3
-    return furthest_point_sample(pts, n)[0].numpy()
+    pts = torch.from_numpy(np.ascontiguousarray(xyz, dtype=np.float32))  # B N 3
+    return furthest_point_sample(pts, n).numpy()
 
 
 def _unit_copy(xyz: np.ndarray) -> np.ndarray:

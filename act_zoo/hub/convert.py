@@ -497,7 +497,9 @@ def infer_official_config(sd: Mapping[str, torch.Tensor], *, source: str = "<sta
 
     Widths, depths, head type and codebook come from tensor shapes; what shapes cannot
     tell is filled with the official values: 64-d attention heads, 32-point groups, and
-    128 groups / 2048 points for 15 classes (ScanObjectNN) else 64 groups / 1024 points.
+    128 groups / 2048 points for 15 classes (ScanObjectNN) else 64 groups / 1024 points;
+    part / semantic segmentation (told apart by the category branch ``label_conv_cls``):
+    128 groups of 32, the official ``fetch_idx``.
     Pass an explicit config when a checkpoint departs from these.
 
     Every inferred value is bounded by what the checkpoint holds: a depth is the number of
@@ -557,9 +559,22 @@ def _infer_official_config(sd: Mapping[str, torch.Tensor], source: str) -> dict[
                     decoder_depth=depth("ACT_decoder.blocks."), decoder_num_heads=max(1, C // 64),
                     cls_loss="cls_pos" in sd, register_shallow_hook=9)
         return dict(NAME="ACT_PointDistillation", loss="cosine", npoints=1024, transformer_config=tcfg, dvae_config=dvae)
-    raise ValueError(f"{source}: cannot recognise the checkpoint layout (neither a fine-tuning, stage-I nor "
-                     "stage-II ACT checkpoint, or an incomplete one); pass its official config explicitly")
+    if "convs3_cls.weight" in sd and "propagation_0_cls.mlp_convs.0.weight" in sd:  # part / semantic segmentation
+        C = sd["norm.weight"].shape[0]
+        fp = [sd[f"propagation_0_cls.mlp_convs.{i}.weight"].shape[0] for i in range(depth("propagation_0_cls.mlp_convs."))]
+        seg = dict(embed_dim=C, depth=depth("blocks.blocks."), num_heads=max(1, C // 64), group_size=32, num_group=128,
+                   encoder_dims=sd["encoder.second_conv.3.weight"].shape[0], drop_path_rate=0.1,
+                   cls_dim=sd["convs3_cls.weight"].shape[0], fp_dims=fp,
+                   head_dims=[sd["convs1_cls.weight"].shape[0], sd["convs2_cls.weight"].shape[0]])
+        if "label_conv_cls.0.weight" in sd:  # the category branch: part segmentation
+            label = sd["label_conv_cls.0.weight"].shape
+            return dict(NAME="PartSegmentation", num_classes=label[1], label_dim=label[0], **seg)
+        return dict(NAME="SemanticSegmentation", **seg)
+    raise ValueError(f"{source}: cannot recognise the checkpoint layout (neither a fine-tuning, stage-I, "
+                     "stage-II nor segmentation ACT checkpoint, or an incomplete one); pass its official config "
+                     "explicitly")
 
 
 # the other model families register their official names
 from . import _official_partseg, _official_pretrain  # noqa: E402,F401
+from . import _official_semseg  # noqa: E402,F401

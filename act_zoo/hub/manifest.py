@@ -27,7 +27,7 @@ SOURCE_TYPES = {
 }
 FORMATS = ("official-pth", "safetensors")
 CONVERTS = ("none", "finetune", "encoder_from_pretrain", "official")
-MODEL_CLASSES = ("ACTEncoder", "ACTClassifier", "PromptedDiscreteVAE", "ACTDistillation", "ACTPartSeg")
+MODEL_CLASSES = ("ACTEncoder", "ACTClassifier", "PromptedDiscreteVAE", "ACTDistillation", "ACTPartSeg", "ACTSemSeg")
 
 # field -> (type(s), required)
 SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {

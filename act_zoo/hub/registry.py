@@ -83,8 +83,9 @@ def register_weights(record: Mapping[str, Any] | WeightsRecord) -> WeightsRecord
 
 
 def unregister_weights(name: str) -> None:
+    records = _all_records()  # takes _lock itself: calling it under _lock deadlocked (Lock is not reentrant)
     with _lock:
-        _all_records().pop(name, None)
+        records.pop(name, None)
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
@@ -266,6 +267,11 @@ def _build_local(read: tuple[str, Any], *, strict: bool, config: Mapping[str, An
     sd, source = data
     if config is None:
         config = infer_official_config(sd, source=source)
+        # patch grouping and point counts leave no trace in the weights: say what was assumed
+        assumed = {k: config[k] for k in ("group_size", "num_group", "npoints") if k in config}
+        logger.warning("%s: config inferred from the weights (%s); group_size/num_group/npoints cannot be read from "
+                       "a checkpoint, so the official values %s were assumed: pass config= (act-zoo convert "
+                       "--config) if the run used others", source, config.get("NAME"), json.dumps(assumed))
         logger.info("%s: inferred official config %s", source, json.dumps(config))
     return from_official(sd, config, strict=strict, source=source)
 

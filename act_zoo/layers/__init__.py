@@ -5,6 +5,7 @@ from .dgcnn import DGCNN
 from .drop import DropPath
 from .folding import FoldingDecoder
 from .pointnet import MiniPointNet, fold_batchnorm
+from .propagation import PointNetFeaturePropagation
 from .teacher import TeacherSpec, build_teacher, resolve_teacher, run_block
 from .transformer import TransformerDecoder, TransformerEncoder, drop_path_schedule, trunc_normal_init
 
@@ -16,6 +17,7 @@ __all__ = [
     "FoldingDecoder",
     "MiniPointNet",
     "Mlp",
+    "PointNetFeaturePropagation",
     "TeacherSpec",
     "TransformerDecoder",
     "TransformerEncoder",

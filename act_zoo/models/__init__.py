@@ -6,6 +6,7 @@ from .common import PointFeatures, config_from_dict, config_to_dict, prepare_poi
 from .distill import ACTDistillation, DistillConfig
 from .dvae import DVAEConfig, PromptedDiscreteVAE
 from .partseg import ACTPartSeg, PartSegConfig
+from .semseg import ACTSemSeg, SemSegConfig
 from .point_transformer import (
     MODELNET40,
     SCANOBJECTNN,
@@ -21,6 +22,7 @@ MODEL_CLASSES: dict[str, tuple[type, type]] = {
     "PromptedDiscreteVAE": (PromptedDiscreteVAE, DVAEConfig),
     "ACTDistillation": (ACTDistillation, DistillConfig),
     "ACTPartSeg": (ACTPartSeg, PartSegConfig),
+    "ACTSemSeg": (ACTSemSeg, SemSegConfig),
 }
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "ACTDistillation",
     "ACTEncoder",
     "ACTPartSeg",
+    "ACTSemSeg",
     "ClassifierConfig",
     "DVAEConfig",
     "DistillConfig",
@@ -38,6 +41,7 @@ __all__ = [
     "PointFeatures",
     "PointTransformerConfig",
     "PromptedDiscreteVAE",
+    "SemSegConfig",
     "config_from_dict",
     "config_to_dict",
     "prepare_points",

@@ -1,7 +1,10 @@
 """Point operations: FPS, kNN, grouping and Chamfer distance.
 
-Pure torch by default (CPU and CUDA alike); compiled backends plug in through
-:func:`register_backend` and are selected with :func:`set_backend` or ``ACT_ZOO_OPS``.
+Backends (all exact, identical indices): ``torch`` (pure torch, CPU and CUDA, the reference)
+``compiled`` (numba CPU kernels, ``pip install 'act-zoo[fast]'``) and ``triton`` (GPU kernels for
+CUDA tensors, tested on CPU under the Triton interpreter); others plug in through
+:func:`register_backend`. ``auto`` (default) picks per device; :func:`use_backend`,
+:func:`set_backend` or ``ACT_ZOO_OPS`` choose explicitly (see :mod:`._backend`).
 """
 
 from . import _torch
@@ -10,7 +13,9 @@ from ._backend import (
     get_backend,
     register_backend,
     requested_backend,
+    resolve,
     set_backend,
+    unavailable_reason,
     use_backend,
 )
 from ._checks import tracing
@@ -19,7 +24,25 @@ from .grouping import Patches, group_points
 from .knn import knn
 from .sampling import furthest_point_sample, gather_points
 
-register_backend("torch", lambda: _torch.OPS, priority=-1)
+
+def _load_compiled():
+    from ._compiled import load
+
+    return load()
+
+
+def _load_triton():
+    from ._triton import load
+
+    return load()
+
+
+register_backend("torch", lambda: _torch.OPS, priority=-1, description="pure torch (reference; every device)")
+register_backend("compiled", _load_compiled, priority=10, devices=("cpu",),
+                 description="numba CPU kernels (pip install 'act-zoo[fast]')")
+
+register_backend("triton", _load_triton, priority=20, devices=("cuda",),
+                 description="Triton GPU kernels (CUDA tensors; pip install 'act-zoo[gpu]')")
 
 __all__ = [
     "Patches",
@@ -34,7 +57,9 @@ __all__ = [
     "knn",
     "register_backend",
     "requested_backend",
+    "resolve",
     "set_backend",
     "tracing",
+    "unavailable_reason",
     "use_backend",
 ]

@@ -1,13 +1,33 @@
 """Backend selection for the point operations.
 
-Every public op in :mod:`act_zoo.ops` dispatches through a table of implementations.
-The pure-torch table (``"torch"``) is always available and is the numeric reference;
-compiled backends register themselves with :func:`register_backend` and are loaded
-lazily, the first time an op runs. The choice comes from, in order:
+Every public op in :mod:`act_zoo.ops` dispatches through a table of implementations, chosen
+per call from the device of its input tensors. The pure-torch table (``"torch"``) runs
+everywhere and is the numeric reference; other backends register themselves with
+:func:`register_backend` and are loaded lazily, the first time they are wanted. Every backend
+is exact: the same indices as ``torch``, so the choice changes speed, never results.
+
+The choice comes from, in order:
 
 1. :func:`set_backend` / the :func:`use_backend` context manager,
 2. the ``ACT_ZOO_OPS`` environment variable (``auto``, ``torch`` or a registered name),
-3. ``auto``: the highest-priority registered backend that loads, else ``torch``.
+3. ``auto`` (the default): per device type, the highest-priority backend registered for that
+   device that loads here, else ``torch``. A backend that cannot load is skipped with one log
+   line per process (INFO when it raises ``ImportError``: its package is not installed or it
+   cannot run on this machine, e.g. no CUDA; WARNING for any other failure: installed but broken).
+
+An explicitly requested backend is used on every device and raises ``RuntimeError`` with the
+reason when it cannot load; a backend that cannot handle some device raises a clear error for
+it (``auto`` never sends it there). While torch traces (``torch.compile``, ``torch.export``,
+ONNX), every op runs the torch backend: only it is traceable.
+
+Registering a backend (e.g. the Triton kernels, CUDA only under ``auto``)::
+
+    register_backend("triton", loader, priority=20, devices=("cuda",))
+
+``loader()`` imports what the backend needs and returns ``{op_name: fn}`` for a subset of
+:data:`OP_NAMES` (missing ops fall back to torch, with the torch signatures); it raises
+``ImportError`` (any exception counts as "cannot load") with a message saying why and what to
+install. It is called at most once per process; the result or the failure is remembered.
 """
 
 from __future__ import annotations
@@ -19,6 +39,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+import torch
+
+from ._checks import tracing
+
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "ACT_ZOO_OPS"
@@ -29,23 +53,42 @@ OP_NAMES = ("furthest_point_sample", "knn", "chamfer_nearest")
 class _Entry:
     loader: Callable[[], Mapping[str, Callable]]
     priority: int
+    devices: tuple[str, ...] | None  # device types auto may pick it for; None: every device
+    description: str
 
 
 _REGISTRY: dict[str, _Entry] = {}
 _LOADED: dict[str, Mapping[str, Callable]] = {}
-_lock = threading.Lock()
+_FAILED: dict[str, str] = {}  # backend name -> why it cannot load here
+_lock = threading.RLock()
 _override: str | None = None
 
 
-def register_backend(name: str, loader: Callable[[], Mapping[str, Callable]], *, priority: int = 0) -> None:
-    """Register a backend. ``loader()`` returns ``{op_name: fn}`` for a subset of
-    :data:`OP_NAMES` (missing ops fall back to torch) or raises ``ImportError`` when the
-    backend cannot run here. ``auto`` tries backends by decreasing ``priority``."""
-    if name in ("auto",) or not name.isidentifier():
+def register_backend(
+    name: str,
+    loader: Callable[[], Mapping[str, Callable]],
+    *,
+    priority: int = 0,
+    devices: tuple[str, ...] | None = None,
+    description: str = "",
+) -> None:
+    """Register an ops backend (see the module docstring for the contract).
+
+    Args:
+        name: the name ``ACT_ZOO_OPS`` / :func:`use_backend` select it by.
+        loader: returns ``{op_name: fn}`` or raises (``ImportError``) saying why it cannot run.
+        priority: ``auto`` prefers higher priorities among the backends of a device.
+        devices: device types (``"cpu"``, ``"cuda"``, ...) ``auto`` may pick it for; ``None``
+            for every device.
+        description: one line for ``act-zoo ops`` (what it is, e.g. "numba kernels").
+    """
+    if name == "auto" or not name.isidentifier():
         raise ValueError(f"invalid backend name {name!r}")
     if name in _REGISTRY:
         raise ValueError(f"ops backend {name!r} is already registered")
-    _REGISTRY[name] = _Entry(loader, priority)
+    if devices is not None:
+        devices = tuple(torch.device(d).type for d in devices)
+    _REGISTRY[name] = _Entry(loader, priority, devices, description)
 
 
 def available_backends() -> list[str]:
@@ -56,9 +99,7 @@ def available_backends() -> list[str]:
 def _validate(name: str) -> str:
     name = name.strip().lower()
     if name != "auto" and name not in _REGISTRY:
-        raise ValueError(
-            f"unknown ops backend {name!r}; choose one of: auto, {', '.join(available_backends())}"
-        )
+        raise ValueError(f"unknown ops backend {name!r}; choose one of: auto, {', '.join(available_backends())}")
     return name
 
 
@@ -70,7 +111,7 @@ def set_backend(name: str | None) -> None:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Temporarily select an ops backend."""
+    """Temporarily select an ops backend (``"auto"``, ``"torch"`` or a registered name)."""
     global _override
     previous = _override
     _override = _validate(name)
@@ -88,40 +129,104 @@ def requested_backend() -> str:
     return _validate(env) if env else "auto"
 
 
-def _load(name: str) -> Mapping[str, Callable]:
+def _try_load(name: str) -> Mapping[str, Callable] | None:
+    """The backend's op table, or ``None`` when it cannot load (reason in ``_FAILED``)."""
     with _lock:
-        if name not in _LOADED:
-            table = dict(_REGISTRY[name].loader())
-            unknown = set(table) - set(OP_NAMES)
-            if unknown:
-                raise ValueError(f"ops backend {name!r} provides unknown ops {sorted(unknown)}")
-            _LOADED[name] = table
-            logger.debug("loaded ops backend %r (%s)", name, ", ".join(sorted(table)))
-        return _LOADED[name]
-
-
-def get_backend() -> str:
-    """The backend that runs ops now (``auto`` resolved)."""
-    name = requested_backend()
-    if name != "auto":
-        _load(name)
-        return name
-    for candidate in sorted(_REGISTRY, key=lambda n: -_REGISTRY[n].priority):
-        if candidate == "torch":
-            continue
+        if name in _LOADED:
+            return _LOADED[name]
+        if name in _FAILED:
+            return None
         try:
-            _load(candidate)
-        except ImportError as exc:  # optional backend absent: fall through to torch
-            logger.debug("ops backend %r unavailable: %s", candidate, exc)
-            continue
-        return candidate
-    return "torch"
+            table = dict(_REGISTRY[name].loader())
+        except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"; reason kept
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _FAILED[name] = reason
+            # ImportError: not installed, or cannot run on this machine (e.g. no CUDA) -- expected;
+            # anything else: installed but broken -- worth a warning
+            expected = isinstance(exc, ImportError)
+            logger.log(logging.INFO if expected else logging.WARNING,
+                       "ops backend %r unavailable, using another one: %s", name, reason)
+            return None
+        unknown = set(table) - set(OP_NAMES)
+        if unknown:
+            raise ValueError(f"ops backend {name!r} provides unknown ops {sorted(unknown)}")
+        _LOADED[name] = table
+        logger.debug("loaded ops backend %r (%s)", name, ", ".join(sorted(table)))
+        return table
 
 
-def dispatch(op: str) -> Callable:
-    """The implementation of ``op`` in the active backend (falls back to torch)."""
-    table = _load(get_backend())
-    fn = table.get(op)
-    if fn is None:
-        fn = _load("torch")[op]
-    return fn
+def _load(name: str) -> Mapping[str, Callable]:
+    table = _try_load(name)
+    if table is None:
+        raise RuntimeError(f"ops backend {name!r} was requested (ACT_ZOO_OPS / use_backend) but cannot load "
+                           f"here: {_FAILED[name]}")
+    return table
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why a registered backend cannot load here (``None`` when it loads); loads it to find out."""
+    _validate(name)
+    return None if _try_load(name) is not None else _FAILED[name]
+
+
+def _device_type(device: torch.device | str | None) -> str:
+    return "cpu" if device is None else torch.device(device).type
+
+
+def _auto(device_type: str) -> tuple[str, str]:
+    """The backend ``auto`` picks for a device type, and why."""
+    skipped = []
+    candidates = [n for n, e in _REGISTRY.items() if n != "torch" and (e.devices is None or device_type in e.devices)]
+    for name in sorted(candidates, key=lambda n: (-_REGISTRY[n].priority, n)):
+        if _try_load(name) is not None:
+            return name, f"auto: fastest exact backend available for {device_type}"
+        skipped.append(f"{name}: {_FAILED[name]}")
+    if skipped:
+        return "torch", "auto: " + "; ".join(skipped)
+    return "torch", f"auto: no other backend is registered for {device_type}"
+
+
+def resolve(device: torch.device | str | None = None) -> tuple[str, str]:
+    """``(backend, why)`` for ops on ``device`` (default: CPU) under the current request."""
+    name = requested_backend()
+    if name == "auto":
+        return _auto(_device_type(device))
+    _load(name)
+    source = "use_backend/set_backend" if _override is not None else f"{ENV_VAR}={name}"
+    return name, f"requested ({source})"
+
+
+def get_backend(device: torch.device | str | None = None) -> str:
+    """The backend that runs ops on ``device`` now (default: CPU; ``auto`` resolved)."""
+    return resolve(device)[0]
+
+
+def dispatch(op: str, device: torch.device) -> Callable:
+    """The implementation of ``op`` for tensors on ``device`` (falls back to torch per op)."""
+    if tracing() or device.type == "meta":
+        return _load("torch")[op]
+    fn = _load(get_backend(device)).get(op)
+    return fn if fn is not None else _load("torch")[op]
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    priority: int
+    devices: tuple[str, ...] | None  # where auto may pick it (None: every device)
+    description: str
+    unavailable: str | None  # why it cannot load here; None when it loads
+
+
+def backend_info() -> list[BackendInfo]:
+    """Every registered backend and whether it loads here (loading it if needed)."""
+    return [BackendInfo(n, _REGISTRY[n].priority, _REGISTRY[n].devices, _REGISTRY[n].description,
+                        unavailable_reason(n)) for n in available_backends()]
+
+
+def op_table(device: torch.device | str | None = None) -> list[tuple[str, str, str]]:
+    """``(op, backend, why)`` for every op on ``device`` under the current request."""
+    name, why = resolve(device)
+    table = _load(name)
+    return [(op, name, why) if op in table else (op, "torch", f"{name} has no {op}: torch fallback")
+            for op in OP_NAMES]

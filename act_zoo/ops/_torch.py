@@ -14,7 +14,10 @@ from ._checks import tracing
 
 # Budget for one chunk of a [B, M, N] distance matrix (bytes); keeps 1M-point clouds in a few GB.
 _CHUNK_BYTES = 256 * 1024 * 1024
-_FPS_SKIP_MAG2 = 1e-3  # pointnet2_ops skips points with |p|^2 <= 1e-3 (never updated/selected)
+# pointnet2_ops skips points with ``mag <= 1e-3`` (never updated/selected), comparing the float
+# mag against a double literal: in float32 that is ``mag < float32(1e-3)`` (a float32 compare
+# with ``<=`` would also skip mag == float32(1e-3) = 0.00100000005, which the kernel keeps).
+_FPS_SKIP_MAG2 = 1e-3
 
 
 def furthest_point_sample(xyz: torch.Tensor, n: int) -> torch.Tensor:
@@ -28,7 +31,7 @@ def furthest_point_sample(xyz: torch.Tensor, n: int) -> torch.Tensor:
     mag2 = planes[:, 0] * planes[:, 0] + planes[:, 1] * planes[:, 1] + planes[:, 2] * planes[:, 2]  # B N
     # running minimum of squared distance; skipped points sit at -1 so they never win
     mind = torch.full((B, N), 1e10, dtype=torch.float32, device=xyz.device)  # B N
-    mind.masked_fill_(mag2 <= _FPS_SKIP_MAG2, -1.0)
+    mind.masked_fill_(mag2 < _FPS_SKIP_MAG2, -1.0)
     flat = pts.reshape(B * N, 3)  # BN 3
     offset = torch.arange(B, device=xyz.device) * N  # B
     diff = torch.empty_like(planes)  # B 3 N
@@ -107,7 +110,7 @@ def knn(ref: torch.Tensor, query: torch.Tensor, k: int) -> tuple[torch.Tensor, t
                 ids[rows] = _exact_smallest(d[rows], k)
                 vals[rows] = d[rows].gather(-1, ids[rows])
         idx[:, s:e] = ids
-        dist[:, s:e] = vals.sqrt_()
+        dist[:, s:e] = vals.double().sqrt_()  # correctly rounded, like CUDA's sqrtf (torch's float32 CPU sqrt is not)
     return dist, idx
 
 

@@ -29,7 +29,7 @@ def chamfer_distance(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, to
     check_same_batch(x, y, "chamfer(x, y)")
     if x.shape[1] == 0 or y.shape[1] == 0:
         raise ValueError(f"chamfer distance needs non-empty clouds, got {x.shape[1]} and {y.shape[1]} points")
-    idx1, idx2 = dispatch("chamfer_nearest")(x, y)
+    idx1, idx2 = dispatch("chamfer_nearest", x.device)(x, y)
     dist1 = _pair_sq_dist(x, gather_points(y, idx1))  # B N
     dist2 = _pair_sq_dist(y, gather_points(x, idx2))  # B M
     return dist1, dist2

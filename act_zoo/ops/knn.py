@@ -29,4 +29,4 @@ def knn(ref: torch.Tensor, query: torch.Tensor, k: int) -> tuple[torch.Tensor, t
         raise TypeError(f"k must be an int, got {type(k).__name__}")
     if k < 1 or k > ref.shape[1]:
         raise ValueError(f"cannot take k={k} neighbours from a reference cloud of {ref.shape[1]} points")
-    return dispatch("knn")(ref, query, k)
+    return dispatch("knn", ref.device)(ref, query, k)

@@ -26,7 +26,7 @@ def furthest_point_sample(xyz: torch.Tensor, n: int) -> torch.Tensor:
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 0 or n > xyz.shape[1]:
         raise ValueError(f"cannot sample {n} points from a cloud of {xyz.shape[1]} points")
-    return dispatch("furthest_point_sample")(xyz, n)
+    return dispatch("furthest_point_sample", xyz.device)(xyz, n)
 
 
 def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

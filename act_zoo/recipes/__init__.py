@@ -58,7 +58,7 @@ __all__ = [
 DEFAULT_TFLOPS = 20.0
 
 STAGES = ("I", "II", "III")
-METRIC_LABELS = {"overall_accuracy": "OA", "class_miou": "cls mIoU", "instance_miou": "inst mIoU"}
+METRIC_LABELS = {"overall_accuracy": "OA", "class_miou": "cls mIoU", "instance_miou": "inst mIoU", "miou": "mIoU"}
 _TOP = {"name", "pipeline", "stage", "title", "dataset", "data_check", "official", "produces", "results",
         "config", "compute", "notes"}
 _REQUIRED = _TOP - {"data_check", "notes"}

@@ -1,5 +1,5 @@
 """Training: stage I (cross-modal dVAE), stage II (masked distillation), stage III (fine-tuning,
-few-shot, part segmentation). ``act-zoo train PIPELINE --config ...`` or::
+few-shot, part segmentation, S3DIS semantic segmentation). ``act-zoo train PIPELINE --config ...`` or::
 
     from act_zoo.train import load_config, train
     summary = train("finetune", load_config("finetune", "my.yaml", ["run.max_epoch=10"]))
@@ -20,6 +20,7 @@ from .config import (
     PartSegTrainConfig,
     RunConfig,
     SchedulerConfig,
+    SemSegTrainConfig,
     Stage1Config,
     Stage2Config,
     dump_config,
@@ -35,6 +36,7 @@ __all__ = [
     "PartSegTrainConfig",
     "RunConfig",
     "SchedulerConfig",
+    "SemSegTrainConfig",
     "Stage1Config",
     "Stage2Config",
     "dump_config",

@@ -35,6 +35,10 @@ def make_task(pipeline: str, cfg: Any, **kwargs: Any) -> Any:
         from .tasks.partseg import PartSegTask
 
         return PartSegTask(cfg, **kwargs)
+    if pipeline == "semseg":
+        from .tasks.semseg import SemSegTask
+
+        return SemSegTask(cfg, **kwargs)
     raise ValueError(f"unknown pipeline {pipeline!r}; choose one of {sorted(PIPELINES)}")
 
 

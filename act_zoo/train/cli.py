@@ -1,4 +1,4 @@
-"""``act-zoo train {stage1,stage2,finetune,fewshot,partseg}`` (also under ``torchrun``), and
+"""``act-zoo train {stage1,stage2,finetune,fewshot,partseg,semseg}`` (also under ``torchrun``), and
 ``act-zoo train finetune --data DIR --init NAME --out RUN`` for your own files."""
 
 from __future__ import annotations

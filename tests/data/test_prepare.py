@@ -157,3 +157,40 @@ def test_batching_and_pickling(cloud):
         batch_clouds([])
     with pytest.raises(ValueError, match="differ in shape"):
         batch_clouds([items[0], CloudPreparer(32)(cloud)])
+
+
+@pytest.mark.parametrize(("sample", "normalize"), [("fps", True), ("fps", False), ("random", True)])
+def test_prepare_many_batches_fps_and_equals_each_cloud_alone(cloud, tmp_path, monkeypatch, sample, normalize):
+    import act_zoo.data.prepare as prepare_module
+    import act_zoo.ops
+
+    rng = np.random.default_rng(3)
+    same = [cloud * s + o for s, o in ((1, 0), (3, 5), (0.1, -2), (7, 1e3))]  # 700 points each: one FPS batch
+    others = [cloud[:64], cloud[:40], rng.normal(size=(300, 3)), cloud[:65]]  # exactly n, padded, other sizes
+    np.save(tmp_path / "f.npy", cloud.astype(np.float32) * 2)
+    sources = [*same[:2], tmp_path / "f.npy", others[0], np.full((5, 3), np.nan), *same[2:], *others[1:],
+               tmp_path / "missing.npy"]
+    prep = CloudPreparer(64, sample=sample, normalize=normalize, seed=4)
+    calls = []
+    real = act_zoo.ops.furthest_point_sample
+
+    def spy(xyz, n):
+        calls.append(tuple(xyz.shape))
+        return real(xyz, n)
+
+    monkeypatch.setattr(act_zoo.ops, "furthest_point_sample", spy)
+    monkeypatch.setattr(prepare_module, "FPS_BATCH_POINTS", 3 * 700)  # at most 3 clouds of 700 per call
+    many = prep.prepare_many(sources, [f"s{i}" for i in range(len(sources))])
+    if sample == "fps":  # 5 clouds of 700 points (2 calls of <= 3), 1 of 300 and 1 of 65
+        assert sorted(calls) == sorted([(3, 700, 3), (2, 700, 3), (1, 300, 3), (1, 65, 3)])
+    for i, (src, got) in enumerate(zip(sources, many)):
+        if i in (4, len(sources) - 1):  # NaN cloud, missing file: the single path's error, in place
+            with pytest.raises(ValueError) as alone_error:
+                prep(src, f"s{i}")
+            assert type(got) is type(alone_error.value) and str(got) == str(alone_error.value)
+            continue
+        alone = prep(src, f"s{i}")
+        assert got.name == alone.name and got.num_input_points == alone.num_input_points
+        np.testing.assert_array_equal(got.points, alone.points)  # bit-identical to the single-cloud path
+        np.testing.assert_array_equal(got.center, alone.center)
+        assert got.scale == alone.scale

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from act_zoo.layers.propagation import interpolate, square_distance, three_nearest_centers
 from act_zoo.models.partseg import (
     SHAPENETPART,
     SHAPENETPART_CATEGORIES,
@@ -9,17 +10,10 @@ from act_zoo.models.partseg import (
     ACTPartSeg,
     PartSegConfig,
     category_from_target,
-    class_miou,
-    instance_miou,
-    interpolate,
-    part_iou,
     part_seg_loss,
-    per_class_miou,
     predict_parts,
-    shape_iou,
-    square_distance,
-    three_nearest_centers,
 )
+from act_zoo.train.metrics import class_miou, instance_miou, part_iou, per_class_miou, shape_iou
 from helpers import assert_close, load_official, manifest, official_keys
 
 TINY_CFG = manifest()["tiny_config"]["partseg"]

@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from act_zoo.ops import _torch as torch_ops
 from act_zoo.ops import chamfer_distance, chamfer_l1, chamfer_l2
 from ops.twins import chamfer_twin, sq_dist_np
 
 
-def test_chamfer_matches_twin_and_official_definitions():
+def test_chamfer_matches_twin_and_official_definitions(backend):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(3, 40, 3, generator=g), torch.randn(3, 25, 3, generator=g)
     d1, d2 = chamfer_distance(x, y)
@@ -21,7 +22,7 @@ def test_chamfer_matches_twin_and_official_definitions():
     assert chamfer_l1(x, y).item() == pytest.approx(l1, rel=1e-6)  # note the /2 for L1 only
 
 
-def test_chamfer_gradients_match_the_official_backward():
+def test_chamfer_gradients_match_the_official_backward(backend):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 30, 3, generator=g, dtype=torch.float64).requires_grad_()
     y = torch.randn(2, 20, 3, generator=g, dtype=torch.float64).requires_grad_()
@@ -41,8 +42,26 @@ def test_chamfer_l1_gradient_is_finite_at_zero_distance():
     assert torch.isfinite(y.grad).all()
 
 
-def test_chamfer_bad_input():
+def test_chamfer_bad_input(backend):
     with pytest.raises(ValueError, match="non-empty"):
         chamfer_l1(torch.zeros(1, 0, 3), torch.zeros(1, 3, 3))
     with pytest.raises(ValueError, match="batch"):
         chamfer_l2(torch.zeros(2, 3, 3), torch.zeros(1, 3, 3))
+
+
+def test_chamfer_nearest_indices_match_torch_with_ties(backend):
+    from act_zoo.ops._backend import dispatch
+
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(2, 30, 3, generator=g)
+    y = torch.cat([y, y[:, :12]], 1)  # duplicates: equal distances, the lower index wins
+    ax = torch.arange(3.0)
+    grid = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(1, -1, 3).expand(2, -1, -1)
+    for x, yy in ((torch.randn(2, 50, 3, generator=g), y), (grid + 0.5, grid), (y[:, ::2], y.double())):
+        got = dispatch("chamfer_nearest", x.device)(x, yy)
+        want = torch_ops.chamfer_nearest(x, yy)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        for b in range(2):
+            d = sq_dist_np(x[b].numpy(), yy[b].numpy())
+            np.testing.assert_array_equal(got[0][b].numpy(), d.argmin(1))  # numpy: first minimum
+            np.testing.assert_array_equal(got[1][b].numpy(), d.argmin(0))

@@ -25,7 +25,7 @@ def fps_twin(xyz: np.ndarray, n: int) -> np.ndarray:
         best, besti = np.float32(-1.0), 0
         c = pts[old]
         for k in range(N):
-            if mag[k] <= 1e-3:
+            if float(mag[k]) <= 1e-3:  # the kernel compares the float against a double literal
                 continue
             d = pts[k] - c
             dist = (d[0] * d[0] + d[1] * d[1]) + d[2] * d[2]

@@ -43,6 +43,8 @@ TINY = {
     "partseg": ["--set", ("model={embed_dim: 32, depth: 3, num_heads: 2, num_group: 8, group_size: 8, "
                           "encoder_dims: 32, fetch_idx: [0, 1, 2], fp_dims: [64, 32], head_dims: [32, 16], "
                           "label_dim: 8}")],
+    "semseg": ["--set", ("model={embed_dim: 32, depth: 3, num_heads: 2, num_group: 8, group_size: 8, "
+                         "encoder_dims: 32, fetch_idx: [0, 1, 2], fp_dims: [64, 32], head_dims: [32, 16]}")],
 }
 # config fields the tests change; everything else must stay the recipe's
 CHANGED = {"npoints", "model", "run", "init", "teacher", "pretrained_teacher", "data"}
@@ -92,7 +94,7 @@ def stage2_run(roots, stage1_run, tmp_path_factory) -> Path:
 
 
 def test_every_recipe_is_run_here():
-    ran = {"stage1_shapenet55", "stage2_shapenet55", *FINETUNE, *FEWSHOT, "shapenetpart"}
+    ran = {"stage1_shapenet55", "stage2_shapenet55", *FINETUNE, *FEWSHOT, "shapenetpart", "s3dis_semseg"}
     assert ran == set(load_recipes())
 
 
@@ -159,3 +161,13 @@ def test_partseg_recipe_from_the_stage2_run(roots, stage2_run, tmp_path, capsys)
     assert_recipe_settings_kept("shapenetpart", tmp_path, roots["shapenetpart"])
     ran = yaml.safe_load((tmp_path / "train_config.yaml").read_text())
     assert ran["double_step"] is True and ran["scheduler"]["lr_min"] == 1e-6
+
+
+def test_semseg_recipe_from_the_stage2_run(roots, stage2_run, tmp_path, capsys):
+    run_recipe("s3dis_semseg", roots["s3dis"], tmp_path, "--set", f"init={stage2_run}", capsys=capsys)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    final = summary["final (last epoch, whole rooms)"]
+    assert summary["steps"] == 2 and {"miou", "macc", "oa", "iou/chair"} <= set(final)
+    assert_recipe_settings_kept("s3dis_semseg", tmp_path, roots["s3dis"])
+    ran = yaml.safe_load((tmp_path / "train_config.yaml").read_text())
+    assert ran["double_step"] is True and ran["votes"] == 3 and ran["min_block_points"] == 1024

@@ -57,6 +57,7 @@ def write_all(base: Path) -> dict[str, Path]:
         "modelnet40": base / "modelnet40_normal_resampled",
         "modelnet40_fewshot": base / "ModelNetFewshot",
         "shapenetpart": base / "shapenetcore_partanno_segmentation_benchmark_v0_normal",
+        "s3dis": base / "s3dis" / "stanford_indoor3d",
     }
     write_shapenet55(roots["shapenet55"], train=128, test=8, points=POINTS)  # batches of 64 (I) and 128 (II)
     write_scanobjectnn(roots["scanobjectnn"], items=36, points=POINTS)  # a batch of 32
@@ -64,4 +65,17 @@ def write_all(base: Path) -> dict[str, Path]:
     for way, shot in ((5, 10), (5, 20), (10, 10), (10, 20)):
         write_fewshot_folds(roots["modelnet40_fewshot"], way, shot)
     write_shapenetpart(roots["shapenetpart"], cats=("Airplane", "Chair"), per_cat=10, points=POINTS)  # 18 in trainval
+    write_s3dis(roots["s3dis"])
     return roots
+
+
+def write_s3dis(root: Path) -> Path:
+    """Rooms in the official ``collect_indoor3d_data`` format: one training room in each of Areas 1 and 2
+    and one Area-5 test room, dense enough that a 1 m window holds more than the official 1024 points."""
+    from act_zoo.data.synthetic_scene import synthetic_room, write_s3dis_room
+
+    root.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(("Area_1_office_1", "Area_2_office_1", "Area_5_office_1")):
+        xyz, labels = synthetic_room(20_000, size=(2.0, 1.8, 2.4), chairs=2, seed=k)
+        write_s3dis_room(root / f"{name}.npy", xyz, labels, seed=k)
+    return root

@@ -11,9 +11,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ...models import ACTPartSeg
-from ...models.partseg import category_from_target, class_miou, instance_miou, part_seg_loss, predict_parts, shape_iou
+from ...models.partseg import category_from_target, part_seg_loss, predict_parts
 from ..config import PartSegTrainConfig
 from ..loop import StepContext
+from ..metrics import class_miou, instance_miou, shape_iou
 from .common import DatasetsMixin, load_encoder_into
 
 
