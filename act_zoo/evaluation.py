@@ -17,6 +17,7 @@ beyond its head is an error.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from ._inference import (
     progress_bar,
     resolve_model,
 )
+from .data.splits import shared_files
 from .models import ACTClassifier, ACTSemSeg
 from .train.evaluation import (
     ClassificationMetrics,
@@ -69,6 +71,9 @@ class EvaluationResult:
         confusion_png: the written confusion-matrix PNG, if any.
         predictions: ``[num_samples]`` predicted class indices (without voting).
         labels: ``[num_samples]`` true class indices (in the model's numbering).
+        training_files: how many of the evaluated files the model was trained on (known when
+            it was loaded from a run directory, from its ``splits.json``; 0 otherwise).
+        model_source: the run directory those training files belong to ("" when none).
     """
 
     plain: ClassificationMetrics
@@ -80,6 +85,8 @@ class EvaluationResult:
     confusion_png: Path | None
     predictions: np.ndarray
     labels: np.ndarray
+    training_files: int = 0
+    model_source: str = ""
 
     @property
     def accuracy(self) -> float:
@@ -113,8 +120,38 @@ class EvaluationResult:
                          f"(mean per-class {self.voted.mean_class_accuracy:.2f} %)")
         if self.confusion_png is not None:
             lines.append(f"confusion matrix: {self.confusion_png}")
+        if self.training_files:
+            lines.append(f"! {_training_files_note(self.training_files, self.num_samples, self.model_source)}")
         lines.append(f"accuracy: {self.accuracy:.2f}")
         return "\n".join(lines)
+
+
+def _training_files_note(n: int, total: int, run: str) -> str:
+    return (f"{n} of {total} clouds are training files of {run} (its splits.json): this accuracy is not a "
+            "held-out measurement; evaluate on files the model never saw")
+
+
+def _run_training_files(model_or_name: Any) -> list[Path]:
+    """The training files of a run directory (from its ``splits.json``), or [] when
+    ``model_or_name`` is not one or they cannot be located any more."""
+    if not isinstance(model_or_name, (str, os.PathLike)):
+        return []
+    listing = Path(model_or_name).expanduser() / "splits.json"
+    if not listing.is_file():
+        return []
+    try:
+        spec = json.loads(listing.read_text(encoding="utf-8"))
+        train = [str(rel) for rel, _ in spec["files"]["train"]]
+        roots = [spec.get("root_resolved"), spec.get("root")]  # "root" as given, relative to the training cwd
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.debug("cannot read the training files of %s: %s", listing, exc)
+        return []
+    for root in filter(None, roots):
+        base = Path(root)
+        base = base if base.is_dir() else base.parent
+        if base.is_dir():
+            return [base / rel for rel in train]
+    return []
 
 
 def _dataset(data: Any, dataset: str | None, root: str | os.PathLike | None, *, split: str, variant: str | None,
@@ -175,6 +212,10 @@ def _label_map(data_classes: list[str] | None, model_classes: list[str], known: 
                        ", ".join(f"{i}={c}" for i, c in enumerate(data_classes[:8])))
         return None
     unknown = [c for c in data_classes if c not in model_classes]
+    if unknown and all(c.isdigit() for c in data_classes):
+        raise ValueError(f"the data's labels are integer labels {unknown[:8]} but the model's outputs are named "
+                         f"{model_classes}; classes are matched by name: write the class names as labels in the list "
+                         "(or a JSON list with \"classes\": [...] naming each integer)")
     if unknown:
         raise ValueError(f"class names of the data and the model differ: the data's classes {unknown} are not "
                          f"among the model's {model_classes}")
@@ -269,6 +310,12 @@ def evaluate(
     mapping = _label_map(data_classes, model_classes, known, num_classes,
                          positional=dataset is not None or not isinstance(data, (str, os.PathLike)))
     names = getattr(ds, "samples", None)
+    trained_on = 0
+    if names is not None:
+        train_files = _run_training_files(model_or_name)
+        trained_on = len(shared_files(train_files, [p for p, _ in names])) if train_files else 0
+        if trained_on:
+            logger.warning("%s", _training_files_note(trained_on, len(names), str(model_or_name)))
     dev = device_of(model)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     plain_pred, vote_pred, labels = [], [], []
@@ -314,5 +361,5 @@ def evaluate(
         png = save_confusion_png(plain.confusion, model_classes, confusion_png, title=title)
     final = torch.cat(plain_pred)
     return EvaluationResult(plain, voted_metrics, votes, model_classes, len(target), source, png,
-                            final.numpy(), target.numpy())
+                            final.numpy(), target.numpy(), trained_on, str(model_or_name) if trained_on else "")
 

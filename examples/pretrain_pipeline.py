@@ -86,4 +86,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from act_zoo.train.rundir import RunDirectoryError
+
+    try:
+        main()
+    except RunDirectoryError as exc:  # e.g. a second run without --overwrite: one line, no traceback
+        raise SystemExit(f"error: {exc}") from None

@@ -229,3 +229,29 @@ def test_unreachable_source_ends_in_one_message_online(tmp_path, capsys):
     assert "could not obtain" in msg and "http://127.0.0.1:9/w/ckpt.pth" in msg and "from_pretrained" in msg
     assert "ACT_ZOO_OFFLINE" in msg and str(home) in msg
     assert _empty_dirs(home) == []
+
+
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_no_error():
+    """``act-zoo info NAME | head -1``: the reader closing the pipe ends the command quietly,
+    as for any Unix tool (exit 141 = 128 + SIGPIPE), not with 'error: [Errno 32] Broken pipe'."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first write: deterministic
+    try:
+        out = subprocess.run([sys.executable, "-m", "act_zoo.cli", "info", "act_tiny.synthetic10"], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert out.returncode == 141 and out.stderr == "", out.stderr
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch, capsys):
+    def broken(name):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(registry, "get_record", broken)
+    assert main(["info", "act_tiny.synthetic10"]) == 1
+    assert "error: [Errno 32] Broken pipe" in capsys.readouterr().err

@@ -143,3 +143,28 @@ def test_cli_evaluate_as_the_readme_writes_it(shapes, folder_result, capsys, mon
     assert "confusion matrix: confusion_matrix.png" in out
     assert (root.parent / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert np.isfinite(float(out[-1].split(": ")[1]))
+
+
+def test_cli_evaluate_with_workers_names_an_unreadable_file_in_one_line(shapes, tmp_path, capsys, monkeypatch):
+    """A bad file read in a DataLoader worker (--workers 2): the error still names the file and
+    what is wrong with it, not 'Caught DatasetError in DataLoader worker process 0' and a traceback."""
+    monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
+    root, _ = shapes
+    data = tmp_path / "data"
+    shutil.copytree(root / "box", data / "box")
+    (data / "box" / "README.txt").write_text("scans from the lab\ndo not share\n")
+    assert main(["evaluate", "act_tiny.synthetic10", "--data", str(data), "--workers", "2", "--votes", "0",
+                 "--confusion", ""]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "README.txt: line 1 of the data is not numbers" in err and "DataLoader worker" in err
+
+
+def test_a_list_with_integer_labels_says_to_write_class_names(embedded, shapes, tmp_path):
+    """Integer labels in a CSV list are not the model's output numbers by assumption: the error
+    says to write the class names (or give the list's classes)."""
+    root, written = shapes
+    (tmp_path / "ints.csv").write_text("path,label\n" + "".join(f"{p},{embedded.class_names.index(n)}\n"
+                                                                for p, n in written[:3]))
+    with pytest.raises(ValueError, match=r"integer labels.*class names as labels"):
+        act_zoo.evaluate(embedded, tmp_path / "ints.csv", votes=0)

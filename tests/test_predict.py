@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,38 @@ def test_cli_predict_as_the_readme_writes_it(shapes, tmp_path, capsys, monkeypat
     assert "nope.ply: no such file or directory" in capsys.readouterr().err
     assert main(["predict", "act_tiny.synthetic10", "shapes/", "--out", "shapes"]) == 1
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_cli_predict_an_unreadable_file_names_the_way_past_it(tmp_path, capsys, monkeypatch):
+    """A folder with a non-cloud file (a README.txt among the scans): the error names the file
+    and says how to predict the others; --skip-bad does, listing the file on stderr."""
+    monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    np.save(scans / "a.npy", np.random.default_rng(0).normal(size=(300, 3)))
+    (scans / "README.txt").write_text("scans from the lab\ndo not share\n")
+    assert main(["predict", "act_tiny.synthetic10", str(scans)]) == 1
+    err = capsys.readouterr().err
+    assert "README.txt" in err and "--skip-bad" in err
+    assert main(["predict", "act_tiny.synthetic10", str(scans), "--skip-bad"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out.count("\n") == 1 and "a.npy" in cap.out and "skipped" in cap.err and "README.txt" in cap.err
+
+
+def test_readme_feed_the_network_yourself_gives_predicts_logits(embedded, shapes, tmp_path, monkeypatch):
+    """README's two lines for calling the raw network on a file run as written and agree with
+    predict (a numpy array from prepare_cloud must become a batched tensor first)."""
+    root, written = shapes
+    monkeypatch.chdir(tmp_path)
+    source = next(p for p, _ in written if p.suffix == ".ply")
+    shutil.copy(source, tmp_path / "chair.ply")
+    text = README.read_text().replace("\n", " ")
+    lines = [text.split("`x = act_zoo.data.prepare_cloud(", 1)[1].split("`", 1)[0],
+             text.split("then `logits = model(", 1)[1].split("`", 1)[0]]
+    scope = {"act_zoo": act_zoo, "torch": torch, "model": embedded}
+    exec("x = act_zoo.data.prepare_cloud(" + lines[0], scope)  # noqa: S102 - the README's line, as written
+    exec("logits = model(" + lines[1], scope)  # noqa: S102
+    probs = scope["logits"].detach().softmax(-1)[0]
+    pred = act_zoo.predict(embedded, "chair.ply")[0]
+    assert embedded.class_names[int(probs.argmax())] == pred.label
+    assert abs(float(probs.max()) - pred.probability) < 1e-5

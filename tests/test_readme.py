@@ -48,3 +48,25 @@ def test_make_test_runs_the_suite_and_ci_calls_exactly_it():
     assert _dry_run("test").splitlines()[-1] == ".venv/bin/python -m pytest -q"
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] == "make test"
+
+
+def test_the_main_job_command_is_what_make_demo_runs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## The main job", 1)[1]
+    shown = _commands(block)[0]
+    assert f".venv/bin/{shown}" == _dry_run("demo").splitlines()[-1]
+
+
+def test_the_main_job_into_an_earlier_demo_stops_in_one_line(tmp_path):
+    """The README's command without --overwrite, into a directory an earlier run left: one line
+    naming --resume / --overwrite, not a traceback."""
+    import os
+    import sys
+
+    (tmp_path / "stage1").mkdir()
+    (tmp_path / "stage1" / "train_config.yaml").write_text("{}\n")
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "pretrain_pipeline.py"), "--quick", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().startswith("error: run directory") and "--overwrite" in out.stderr

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import re
+import select
 import sys
 from collections.abc import Sequence
 
@@ -63,12 +66,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError as exc:
+        if _stdout_is_broken():  # the reader stopped early (`act-zoo ... | head`): end quietly, as Unix tools do
+            return 141  # 128 + SIGPIPE
+        return _report(args, exc)
     except (CLIError, ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, OSError) as exc:
-        if args.verbose:
-            logger.exception("failed")
-        text = str(exc).strip()
-        lines = text.splitlines()
-        print(f"act-zoo {args.command}: error: {lines[0] if lines else type(exc).__name__}", file=sys.stderr)
-        if len(lines) > 1:
-            print("\n".join("  " + line for line in lines[1:12]), file=sys.stderr)
-        return 1
+        return _report(args, exc)
+
+
+def _report(args: argparse.Namespace, exc: BaseException) -> int:
+    """One error line (and up to 11 indented detail lines) on stderr; exit code 1."""
+    if args.verbose:
+        logger.exception("failed")
+    text = _worker_error(str(exc).strip())
+    lines = text.splitlines()
+    print(f"act-zoo {args.command}: error: {lines[0] if lines else type(exc).__name__}", file=sys.stderr)
+    if len(lines) > 1:
+        print("\n".join("  " + line for line in lines[1:12]), file=sys.stderr)
+    return 1
+
+
+_WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.")
+
+
+def _worker_error(text: str) -> str:
+    """torch re-raises an error of a ``DataLoader`` worker as 'Caught X in DataLoader worker
+    process N.' followed by the worker's traceback, whose last line is the error itself
+    (``module.X: message``): that message is what to show."""
+    lines = text.splitlines()
+    if not (_WORKER_ERROR.match(text) and len(lines) > 2 and "Traceback" in lines[1]):
+        return text
+    kind, sep, message = lines[-1].strip().partition(": ")
+    if not sep or not re.fullmatch(r"[\w.]+", kind):
+        return text
+    return f"{message} (in a DataLoader worker)"
+
+
+def _stdout_is_broken() -> bool:
+    """True when stdout is a pipe whose reader has gone; stdout is then pointed at os.devnull so
+    that the interpreter's final flush does not complain again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):
+        return False
+    if hasattr(select, "poll"):  # POSIX: a pipe without a reader polls as an error
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        broken = any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    else:
+        try:
+            sys.stdout.flush()
+            broken = False
+        except BrokenPipeError:
+            broken = True
+    if broken:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+        except OSError:
+            pass
+    return broken

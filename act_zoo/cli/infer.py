@@ -37,15 +37,19 @@ def _writable(path: Path, flag: str) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from ..data import DatasetError
     from ..data.io import collect_files
     from ..prediction import predict, prediction_rows, write_predictions
 
     if args.out:
         _writable(Path(args.out), "--out")
     files = collect_files(args.inputs)
-    preds = predict(args.model, files, top_k=args.top_k, batch_size=args.batch_size, device=args.device,
-                    seed=args.seed, skip_bad=args.skip_bad, class_names=_class_names(args.class_names),
-                    progress=_progress(args))
+    try:
+        preds = predict(args.model, files, top_k=args.top_k, batch_size=args.batch_size, device=args.device,
+                        seed=args.seed, skip_bad=args.skip_bad, class_names=_class_names(args.class_names),
+                        progress=_progress(args))
+    except DatasetError as exc:  # an unreadable input: say how to predict the others
+        raise CLIError(f"{exc}\n(--skip-bad predicts the other files and lists the unreadable ones)") from exc
     for row in prediction_rows(preds):
         print("\t".join(row))
     for name, reason in preds.skipped:

@@ -187,7 +187,8 @@ class PointCloudList(_FileDataset):
 
     Accepted layouts (relative paths are resolved against ``root``, default: the list's folder):
 
-    * CSV: rows ``path,label``, with an optional header row (``path,label``);
+    * CSV: rows ``path,label``, with an optional header row (``path,label``; also
+      ``file``/``filename`` and ``class``/``category``, any case);
     * JSON: ``[["a.ply", 0], ...]``, ``[{"path": "a.ply", "label": "chair"}, ...]`` or
       ``{"classes": [...], "samples": [...]}`` with either of those.
 
@@ -256,6 +257,10 @@ class PointCloudList(_FileDataset):
         )  # fmt: skip
 
 
+_PATH_HEADERS = ("path", "file", "filename", "file_name", "filepath", "file_path")
+_LABEL_HEADERS = ("label", "class", "category", "class_name", "classname")
+
+
 def _label_value(value: Any, source: Path) -> int | str:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise DatasetError(source, f"label {value!r} is neither an integer nor a class name")
@@ -306,8 +311,8 @@ def _parse_list(path: Path) -> tuple[list[tuple[str, int | str]], list[str] | No
         except csv.Error as exc:
             raise DatasetError(path, f"is not valid CSV ({exc})") from exc
         table = [r for r in table if any(c.strip() for c in r)]
-        headers = (["path", "label"], ["file", "label"], ["filename", "label"])
-        if table and [c.strip().lower() for c in table[0][:2]] in headers:
+        first = [c.strip().lower() for c in table[0][:2]] if table else []
+        if len(first) == 2 and first[0] in _PATH_HEADERS and first[1] in _LABEL_HEADERS:
             table = table[1:]
         for i, r in enumerate(table):
             if len(r) < 2 or not r[0].strip():

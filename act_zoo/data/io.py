@@ -247,12 +247,31 @@ def collect_files(
 
 def files_under(root: Path, exts: set[str]) -> list[Path]:
     """Files below ``root`` (recursively) with one of ``exts`` (lower-case, with the dot),
-    hidden files and folders skipped, sorted: the rule of directories everywhere."""
-    return sorted(
-        f for f in root.rglob("*")
-        if f.suffix.lower() in exts and f.is_file()
-        and not any(part.startswith(".") for part in f.relative_to(root).parts)
-    )  # fmt: skip
+    hidden files and folders skipped, sorted: the rule of directories everywhere.
+
+    Linked folders are searched like real ones (``Path.rglob`` before Python 3.13 silently
+    skips them); each folder is visited once, and a link back to ``root`` or one of its
+    ancestors is not followed (it would loop, or reach other classes' files)."""
+    root_real = os.path.realpath(root)
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        keep = []
+        for d in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if not d.startswith(".") and real != root_real and not root_real.startswith(real.rstrip(os.sep) + os.sep):
+                keep.append(d)
+        dirnames[:] = keep
+        for name in filenames:
+            f = Path(dirpath) / name
+            if not name.startswith(".") and f.suffix.lower() in exts and f.is_file():
+                found.append(f)
+    return sorted(found)
 
 
 # ----------------------------------------------------------------------------- common
@@ -270,7 +289,9 @@ def _validate_cloud(cloud: _Cloud, path: Path) -> None:
 def _check_finite(arr: np.ndarray, name: str, path: Path) -> None:
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).any(axis=1).sum())
-        raise DatasetError(path, f"{bad} of {arr.shape[0]} points have NaN or infinite {name}")
+        hint = ("; remove those points first (depth sensors and organised PCL clouds mark missing returns with NaN)"
+                if name == "coordinates" else "")
+        raise DatasetError(path, f"{bad} of {arr.shape[0]} points have NaN or infinite {name}{hint}")
 
 
 def _assemble(cloud: _Cloud, path: Path, keep_normals: bool, keep_colors: bool) -> np.ndarray:
@@ -303,6 +324,9 @@ def _columns_to_cloud(arr: np.ndarray, path: Path) -> _Cloud:
         raise DatasetError(path, f"holds {arr.dtype} values, expected numbers")
     if arr.ndim != 2 or arr.shape[1] < 3:
         raise DatasetError(path, f"expected an array of shape [N, 3+] (x y z ...), got {list(arr.shape)}")
+    if arr.shape[0] <= 9 < arr.shape[1]:  # [3, N] / [6, N]: channels first, not 3 points with extra columns
+        raise DatasetError(path, f"has shape {list(arr.shape)}: it looks transposed (channels first); a cloud is "
+                                 f"[N, 3] (x y z [normals [colours]] per row): save array.T")
     eps = _eps_of(arr.dtype)
     arr = arr.astype(np.float64, copy=False)
     normals = arr[:, 3:6] if arr.shape[1] >= 6 else None
@@ -730,9 +754,12 @@ def _check_off_header(path: Path) -> None:
     with open(path, "rb") as fp:
         head = fp.read(4096)
     words = re.sub(rb"#[^\n]*", b"", head).split()
-    if not words or not words[0].upper().endswith(b"OFF"):
+    # the magic may carry the vertex count with no line break: ModelNet40's raw files start
+    # "OFF490 518 0" (trimesh reads them), so "OFF<digits>" is the magic and the first count
+    magic = re.fullmatch(rb"([A-Za-z]*OFF)(\d*)", words[0]) if words else None
+    if magic is None:
         raise DatasetError(path, "is not an OFF file (no OFF magic)")
-    counts = words[1:3]
+    counts = (([magic.group(2)] if magic.group(2) else []) + words[1:3])[:2]
     if len(counts) < 2 or not all(c.isdigit() for c in counts):
         raise DatasetError(path, "has no vertex and face counts after the OFF magic")
     nv, nf = int(counts[0]), int(counts[1])

@@ -5,7 +5,8 @@
   name and the sorted file keys, so a class's split does not move when another class is
   added, and two runs with the same seed hold out the same files.
 * :func:`check_no_overlap` refuses a training set and an evaluation set that share a file
-  (the same resolved path, or the same file reached through a link).
+  (the same resolved path, or the same file reached through a link); :func:`check_unique_files`
+  refuses a file that appears twice in the set a validation split is drawn from.
 * :class:`FileSubset` is a view of some items of a dataset (a split side, or the readable
   files), with its own ``samples`` / ``labels`` / ``classes`` and, optionally, a label map
   that puts a second dataset's classes in the first one's order (by name).
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["FileSubset", "SplitError", "check_no_overlap", "stratified_split"]
+__all__ = ["FileSubset", "SplitError", "check_no_overlap", "check_unique_files", "shared_files", "stratified_split"]
 
 
 class SplitError(ValueError):
@@ -94,15 +95,11 @@ def _identity(path: Path) -> tuple[Any, ...]:
         return ("path", str(Path(path).resolve()))
 
 
-def check_no_overlap(
-    train: Iterable[str | os.PathLike[str]],
-    other: Iterable[str | os.PathLike[str]],
-    *,
-    what: str = "test",
-    limit: int = 10,
-) -> None:
-    """Raise :class:`SplitError` if a file of ``other`` is also a training file: the same
-    resolved path, or the same file through a symbolic or hard link. Lists the shared files."""
+def shared_files(
+    train: Iterable[str | os.PathLike[str]], other: Iterable[str | os.PathLike[str]]
+) -> list[tuple[Path, Path]]:
+    """``(training file, file of other)`` for every file of ``other`` that is also a training
+    file: the same resolved path, or the same file through a symbolic or hard link."""
     seen: dict[tuple[Any, ...], Path] = {}
     for p in train:
         p = Path(p)
@@ -114,12 +111,48 @@ def check_no_overlap(
         hit = seen.get(_identity(p)) or seen.get(("path", str(p.resolve())))
         if hit is not None:
             shared.append((hit, p))
+    return shared
+
+
+def check_no_overlap(
+    train: Iterable[str | os.PathLike[str]],
+    other: Iterable[str | os.PathLike[str]],
+    *,
+    what: str = "test",
+    limit: int = 10,
+) -> None:
+    """Raise :class:`SplitError` if a file of ``other`` is also a training file (see
+    :func:`shared_files`). Lists the shared files."""
+    shared = shared_files(train, other)
     if shared:
         lines = [f"  {b}" + (f" (= training file {a})" if Path(a) != Path(b) else "") for a, b in shared[:limit]]
         more = [f"  ... and {len(shared) - limit} more"] if len(shared) > limit else []
         raise SplitError(
             f"{len(shared)} {what} file{'s are' if len(shared) > 1 else ' is'} also in the training set; "
             f"{what} files must be held out from training:\n" + "\n".join(lines + more)
+        )
+
+
+def check_unique_files(paths: Iterable[str | os.PathLike[str]], *, where: str, limit: int = 10) -> None:
+    """Raise :class:`SplitError` if one file appears twice in ``paths`` (listed twice, or reached
+    through a symbolic or hard link, as :func:`check_no_overlap` compares files): a split by
+    file would be able to put its two copies on both sides. Lists the repeated files."""
+    first: dict[tuple[Any, ...], Path] = {}
+    repeats: list[tuple[Path, Path]] = []
+    for p in map(Path, paths):
+        key = _identity(p)
+        if key in first:
+            repeats.append((first[key], p))
+        else:
+            first[key] = p
+            first.setdefault(("path", str(p.resolve())), p)
+    if repeats:
+        lines = [f"  {b}" + (f" (= {a})" if a != b else "") for a, b in repeats[:limit]]
+        more = [f"  ... and {len(repeats) - limit} more"] if len(repeats) > limit else []
+        raise SplitError(
+            f"{len(repeats)} file{'s appear' if len(repeats) > 1 else ' appears'} twice in {where}; a validation "
+            "split is held out by file, so a repeated file could be both trained on and validated on. List each file "
+            "once (or give a separate test set with --val-split 0 --test-data DIR):\n" + "\n".join(lines + more)
         )
 
 

@@ -219,8 +219,18 @@ def _from_source(source: str, *, strict: bool, config: Mapping[str, Any] | None)
     gid = parse_gdrive_id(source)
     if gid:
         return _from_download(download_gdrive(gid), strict=strict, config=config)
+    if _looks_like_path(source):
+        raise FileNotFoundError(f"{source}: no such file or directory (and not a registered model name; "
+                                "see act_zoo.list_models() or `act-zoo list`)")
     get_record(source)  # raises with close-match suggestions
     raise AssertionError("unreachable")
+
+
+def _looks_like_path(source: str) -> bool:
+    """A folder or file name rather than a registry name (``arch.tag``): a path separator, a
+    leading ``.``/``~``, or a weights file extension."""
+    return ("/" in source or os.sep in source or source.startswith((".", "~"))
+            or source.lower().endswith((".pth", ".pt", ".ckpt", ".safetensors", ".bin")))
 
 
 def _from_download(file: Path, *, strict: bool, config: Mapping[str, Any] | None) -> nn.Module:

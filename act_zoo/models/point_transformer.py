@@ -52,7 +52,7 @@ class ClassifierConfig(PointTransformerConfig):
     (only the head, ``cls_token`` and ``cls_pos`` train; head mlp-3 / linear), ``bit-fit``
     (biases + cls), ``side`` (side-tuning branch + cls).
 
-    ``class_names``: the name of each output, in logit order (``()``: unknown, as in the
+    ``class_names``: the name of each output, in logit order (``()`` or None: unknown, as in the
     official checkpoints); when given there is exactly one per output. Not a weight: it
     travels in ``config.json`` and is exposed as ``model.class_names``."""
 
@@ -67,6 +67,9 @@ class ClassifierConfig(PointTransformerConfig):
         if self.transfer_type not in TRANSFER_TYPES:
             raise ValueError(f"transfer_type must be one of {TRANSFER_TYPES}, got {self.transfer_type!r}")
         names = self.class_names
+        if names is None:  # what ``model.class_names`` is for a model without names
+            names = ()
+            object.__setattr__(self, "class_names", names)
         if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
             raise ValueError(f"class_names must be a sequence of non-empty strings, got {names!r}")
         if names and len(names) != self.cls_dim:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 
 from .config import PIPELINES, dump_config, load_config
 
@@ -53,6 +54,7 @@ def run_finetune_data(args: argparse.Namespace) -> int:
     import sys
 
     from .own_data import plan_finetune, run_plan
+    from .rundir import check_run_directory
 
     if args.seeds:
         raise ValueError("--seeds is not supported with --data; run once per --set run.seed=S")
@@ -61,19 +63,24 @@ def run_finetune_data(args: argparse.Namespace) -> int:
     if not out:
         raise ValueError("--out RUN is required with --data: the run directory (load it with "
                          "act_zoo.from_pretrained(RUN))")
+    main = _is_rank_zero()  # under torchrun, rank 0 alone checks --out and speaks
+    if main and not args.print_config:  # a run directory that would be refused, before the data is read
+        check_run_directory(out, resume=args.resume, overwrite=bool(getattr(args, "overwrite", False)))
     plan = plan_finetune(args.data, args.init, out, epochs=args.epochs,
                          val_split=0.2 if args.val_split is None else args.val_split, test_data=args.test_data,
                          skip_bad=args.skip_bad, overrides=list(args.overrides), config=args.config,
                          progress=not quiet)
-    if quiet or args.print_config:
+    if main and (quiet or args.print_config):
         for note in plan.notes:
             print(f"warning: {note}", file=sys.stderr)
-    else:
+    elif main:
         print(plan.describe(), file=sys.stderr, flush=True)
     if args.print_config:
         print(dump_config(plan.config), end="")
         return 0
     summary = run_plan(plan, resume=args.resume, overwrite=bool(getattr(args, "overwrite", False)))
+    if not main:
+        return 0
     splits = plan.splits
     print(f"saved {out} (act_zoo.from_pretrained({str(out)!r}); card {out}/README.md, report {out}/summary.json, "
           f"files of each split {out}/splits.json)")
@@ -90,6 +97,11 @@ def run_finetune_data(args: argparse.Namespace) -> int:
     if last is not None:
         print(f"{last[0]} accuracy: {last[1]:.2f}")
     return 0
+
+
+def _is_rank_zero() -> bool:
+    """True in a plain process and in torchrun's rank 0 (``RANK``, set before any process group)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -129,5 +141,6 @@ def _run_train(args: argparse.Namespace) -> int:
             print(f"{k}: {v['mean']:.2f} ± {v['std']:.2f}  (seeds {report['seeds']})")
         return 0
     summary = train(args.pipeline, cfg, resume=args.resume, overwrite=args.overwrite)
-    print(json.dumps(summary, indent=2, default=str))
+    if _is_rank_zero():
+        print(json.dumps(summary, indent=2, default=str))
     return 0

@@ -23,6 +23,7 @@ import math
 import random
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,34 @@ class MicroBatches(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return (self.steps - self.start) * self.A
+
+
+# values that do not change what a training step computes: free to differ on --resume
+_RESUME_FREE = frozenset({"run.progress", "run.threads", "run.log_every", "run.tensorboard", "run.device",
+                          "run.max_steps", "run.ckpt_every_steps", "run.keep_checkpoints", "run.val_every",
+                          "data.num_workers"})
+
+
+def config_changes(old_text: str, new_text: str, *, limit: int = 12) -> list[str]:
+    """``key: old -> new`` for every value (dotted key) that differs between two dumped configs,
+    except those in ``_RESUME_FREE``; an unreadable old config is one entry saying so."""
+    import yaml
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(node, dict):
+            return {prefix.rstrip("."): node}
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(flat(v, f"{prefix}{k}."))
+        return out
+
+    try:
+        old, new = flat(yaml.safe_load(old_text) or {}), flat(yaml.safe_load(new_text) or {})
+    except yaml.YAMLError as exc:
+        return [f"the saved train_config.yaml cannot be read ({exc})"]
+    keys = sorted(k for k in old.keys() | new.keys() if k not in _RESUME_FREE and old.get(k) != new.get(k))
+    changes = [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in keys[:limit]]
+    return changes + ([f"... and {len(keys) - limit} more"] if len(keys) > limit else [])
 
 
 class Trainer:
@@ -181,7 +210,14 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         seed_everything(derive_seed(run.seed, "init"))
         if dist.is_main and self.config_text is not None:
-            (self.run_dir / "train_config.yaml").write_text(self.config_text, encoding="utf-8")
+            saved = self.run_dir / "train_config.yaml"
+            if self.resume and saved.is_file():
+                changes = config_changes(saved.read_text(encoding="utf-8"), self.config_text)
+                if changes:
+                    logger.warning("--resume: this config differs from the one the run in %s was started with, so "
+                                   "the resumed run is not an exact continuation of it: %s", self.run_dir,
+                                   "; ".join(changes))
+            saved.write_text(self.config_text, encoding="utf-8")
 
         model = self.task.model.to(dist.device)
         if hasattr(model, "set_fast_path"):
@@ -202,9 +238,12 @@ class Trainer:
         wrapped: nn.Module = model
         self.stats_sync = RunningStatsSync(model, dist)
         if dist.enabled:  # BatchNorm statistics are composed across ranks after each step (RunningStatsSync)
-            wrapped = nn.parallel.DistributedDataParallel(
-                model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
-                find_unused_parameters=self.find_unused, broadcast_buffers=False)
+            with warnings.catch_warnings():  # torch >= 2.14 calls broadcast_buffers deprecated, yet advises
+                # keeping broadcast_buffers=False for rank-local buffers until init_sync_buffers exists
+                warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+                wrapped = nn.parallel.DistributedDataParallel(
+                    model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+                    find_unused_parameters=self.find_unused, broadcast_buffers=False)
         monitor = Monitor(self.run_dir, tensorboard=run.tensorboard, enabled=dist.is_main)
         monitor.resume_at(state.global_step)
 

@@ -348,6 +348,9 @@ def finetune(
     an init classifier's head are logged as warnings. :func:`plan_finetune` returns the plan
     without training.
     """
+    from .rundir import check_run_directory
+
+    check_run_directory(out, resume=resume, overwrite=overwrite)  # before the data is read
     plan = plan_finetune(data, init, out, epochs=epochs, val_split=val_split, test_data=test_data, skip_bad=skip_bad,
                          overrides=overrides, config=config, progress=progress)
     for note in plan.notes:

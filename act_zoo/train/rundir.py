@@ -35,6 +35,32 @@ class RunDirectoryBusy(RunDirectoryError):
     """Another trainer holds the run directory."""
 
 
+def _listing(entries: list[Path]) -> str:
+    names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:6])
+    return names + (", ..." if len(entries) > 6 else "")
+
+
+def check_run_directory(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> list[Path]:
+    """What :meth:`RunDirectory.open` would refuse, checked without locking or deleting anything
+    (so a caller can fail before hours of preparation): the entries of ``path`` (besides the
+    lock), or :class:`RunDirectoryError` for a non-empty directory a new run may not use."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirectoryError(f"run directory {path} is a file; choose a directory for --out")
+    entries = sorted(p for p in path.iterdir() if p.name != LOCK_NAME) if path.is_dir() else []
+    if entries and not resume:
+        names = _listing(entries)
+        if not overwrite:
+            raise RunDirectoryError(
+                f"run directory {path} is not empty ({names}); pass --resume to continue the run in it, "
+                "--overwrite to delete it and start again (overwrite=True in Python), or choose another --out")
+        if not any((path / m).exists() for m in _RUN_MARKERS):
+            raise RunDirectoryError(
+                f"refusing to overwrite {path}: it is not empty ({names}) and holds no act_zoo run "
+                "(no train_config.yaml or checkpoints/); choose an empty or new directory")
+    return entries
+
+
 class RunDirectory:
     """Lock and claim a run directory: ``RunDirectory(path).open(resume=..., overwrite=...)``,
     then :meth:`close` when the run ends."""
@@ -62,18 +88,9 @@ class RunDirectory:
         return self
 
     def _claim(self, *, resume: bool, overwrite: bool) -> None:
-        entries = sorted(p for p in self.path.iterdir() if p.name != LOCK_NAME)
+        entries = check_run_directory(self.path, resume=resume, overwrite=overwrite)
         if entries and not resume:
-            names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:6])
-            names += ", ..." if len(entries) > 6 else ""
-            if not overwrite:
-                raise RunDirectoryError(
-                    f"run directory {self.path} is not empty ({names}); pass --resume to continue the run in it, "
-                    "--overwrite to delete it and start again (overwrite=True in Python), or choose another --out")
-            if not any((self.path / m).exists() for m in _RUN_MARKERS):
-                raise RunDirectoryError(
-                    f"refusing to overwrite {self.path}: it is not empty ({names}) and holds no act_zoo run "
-                    "(no train_config.yaml or checkpoints/); choose an empty or new directory")
+            names = _listing(entries)
             logger.warning("--overwrite: deleting the previous run in %s (%s)", self.path, names)
             for p in entries:
                 if p.is_dir() and not p.is_symlink():

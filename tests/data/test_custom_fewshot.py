@@ -170,3 +170,14 @@ def test_few_shot_from_datasets_with_separate_query_pool():
         make_few_shot_splits(train, way=7, shot=2, seed=0)
     with pytest.raises(ValueError, match="integer labels"):
         make_few_shot_splits([0.5, 1.5], way=1, shot=1, seed=0)
+
+
+@pytest.mark.parametrize("header", ["path,class", "File,Category", "filename,label,split", " path , label "])
+def test_list_csv_header_names_users_write(tmp_path: Path, header: str):
+    """A header row is recognised by its names (path/file/filename, then label/class/category),
+    whatever the case, spacing or extra columns; it is not taken as a sample named 'path'."""
+    np.save(tmp_path / "a.npy", np.zeros((4, 3)) + np.arange(3))
+    np.save(tmp_path / "b.npy", np.ones((4, 3)) * np.arange(3))
+    (tmp_path / "l.csv").write_text(f"{header}\na.npy,chair,train\nb.npy,sofa,train\n")
+    ds = PointCloudList(tmp_path / "l.csv")
+    assert [p.name for p, _ in ds.samples] == ["a.npy", "b.npy"] and ds.classes == ["chair", "sofa"]

@@ -351,3 +351,75 @@ def test_collect_files_expands_directories_and_globs(tmp_path: Path, pts):
         collect_files([tmp_path / "empty"])
     with pytest.raises(ValueError, match="no input"):
         collect_files([])
+
+
+# ----------------------------------------------------------------------------- found by a new user (review)
+
+
+def test_off_with_counts_glued_to_the_magic_reads_like_modelnet_does(tmp_path: Path):
+    """ModelNet40's raw .off files often start ``OFF490 518 0`` (no line break after the magic);
+    trimesh reads them, so the header pre-check must too (and still check the counts)."""
+    box = trimesh.creation.box()
+    rows = [" ".join(map(str, v)) for v in box.vertices] + [f"3 {a} {b} {c}" for a, b, c in box.faces]
+    (tmp_path / "glued.off").write_text(f"OFF{len(box.vertices)} {len(box.faces)} 0\n" + "\n".join(rows) + "\n")
+    (tmp_path / "plain.off").write_text(f"OFF\n{len(box.vertices)} {len(box.faces)} 0\n" + "\n".join(rows) + "\n")
+    np.testing.assert_array_equal(read_points(tmp_path / "glued.off"), read_points(tmp_path / "plain.off"))
+    (tmp_path / "lying.off").write_text("OFF90000 12 0\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DatasetError, match=r"lying\.off: is truncated: OFF header declares 90000 vertices"):
+        read_points(tmp_path / "lying.off")
+    (tmp_path / "word.off").write_text("OFFSET 1 2\n")
+    with pytest.raises(DatasetError, match=r"word\.off: is not an OFF file"):
+        read_points(tmp_path / "word.off")
+
+
+@pytest.mark.parametrize("ext", [".npy", ".txt", ".npz"])
+def test_a_transposed_cloud_is_an_error_not_three_points(tmp_path: Path, ext):
+    """``[3, N]`` (channels first, as a ``[B, 3, N]`` network input) read as ``[N, 3]`` would be
+    3 points whose 'normals' are the 4th-6th points: a plausible wrong cloud. It is refused."""
+    pts = np.random.default_rng(1).normal(size=(500, 3))
+    path = tmp_path / f"t{ext}"
+    if ext == ".npy":
+        np.save(path, pts.T.astype(np.float32))
+    elif ext == ".npz":
+        np.savez(path, points=pts.T)
+    else:
+        np.savetxt(path, pts.T)
+    with pytest.raises(DatasetError, match=r"shape \[3, 500\].*transposed.*\[N, 3\]"):
+        read_points(path)
+    with pytest.raises(DatasetError, match="transposed"):
+        read_points(path, num_points=64)
+    np.save(tmp_path / "ok.npy", pts[:9, :].T)  # [3, 9]: three points with normals and colours, as documented
+    assert read_points(tmp_path / "ok.npy").shape == (3, 3)
+
+
+def test_nan_points_of_a_sensor_scan_say_what_to_do(tmp_path: Path, pts):
+    """An organised PCD from a depth sensor marks missing returns with NaN: the error says to
+    drop those points (act_zoo does not guess which points a user wants)."""
+    bad = pts.copy()
+    bad[::7] = np.nan
+    (tmp_path / "scan.pcd").write_bytes(pcd_bytes(bad, mode="binary"))
+    with pytest.raises(DatasetError, match=r"scan\.pcd: 8 of 50 points have NaN or infinite coordinates.*remove"):
+        read_points(tmp_path / "scan.pcd")
+
+
+def test_linked_folders_are_searched_like_real_ones_and_a_loop_ends(tmp_path: Path):
+    """A folder linked into a data tree (a shared scan folder, a class folder kept elsewhere) is
+    searched like any other, for predict/extract and for the class-per-folder datasets alike; a
+    link back to an ancestor is visited once."""
+    from act_zoo.data import PointCloudFolder, collect_files
+
+    elsewhere = tmp_path / "elsewhere"
+    for rel in ("box/a.npy", "extra/b.npy"):
+        (elsewhere / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(elsewhere / rel, np.random.default_rng(0).normal(size=(20, 3)))
+    data = tmp_path / "data"
+    (data / "cone").mkdir(parents=True)
+    np.save(data / "cone" / "c.npy", np.random.default_rng(1).normal(size=(20, 3)))
+    (data / "box").symlink_to(elsewhere / "box", target_is_directory=True)
+    (data / "cone" / "more").symlink_to(elsewhere / "extra", target_is_directory=True)
+    (data / "cone" / "loop").symlink_to(data, target_is_directory=True)
+    files = [f.relative_to(data).as_posix() for f in collect_files(data)]
+    assert files == ["box/a.npy", "cone/c.npy", "cone/more/b.npy"]
+    ds = PointCloudFolder(data, num_points=8)
+    assert [(p.relative_to(data).as_posix(), ds.classes[lab]) for p, lab in ds.samples] == [
+        ("box/a.npy", "box"), ("cone/c.npy", "cone"), ("cone/more/b.npy", "cone")]

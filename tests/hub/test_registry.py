@@ -322,3 +322,12 @@ def test_load_pretrained_directory_checks(tmp_path):
     (tmp_path / "x" / "config.json").write_text("{broken")
     with pytest.raises(ValueError, match="invalid JSON"):
         load_pretrained(tmp_path / "x")
+
+
+@pytest.mark.parametrize("source", ["runs/typo", "./model_dir", "ckpt-best.pth", "weights.safetensors"])
+def test_a_missing_path_is_named_as_a_path_not_an_unknown_model(source, tmp_path, monkeypatch):
+    """A run directory or file that does not exist says so (a user mistyped a path), instead of
+    'unknown model' with registry suggestions."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=rf"{source}: no such file or directory.*not a registered model name"):
+        act_zoo.from_pretrained(source)

@@ -29,3 +29,12 @@ def test_class_names_round_trip_and_add_no_weights(tmp_path):
 def test_bad_class_names_are_refused(names, match):
     with pytest.raises(ValueError, match=match):
         ClassifierConfig(**TINY, cls_dim=3, class_names=names)
+
+
+def test_no_class_names_may_be_given_as_none():
+    """``model.class_names`` is None for a model without names; passing it on (or None) means
+    "no names", not a TypeError."""
+    plain = ACTClassifier(ClassifierConfig(**TINY, cls_dim=3))
+    config = ClassifierConfig(**TINY, cls_dim=3, class_names=plain.class_names)
+    assert config.class_names == () and config == plain.config
+    assert ACTClassifier(config).class_names is None

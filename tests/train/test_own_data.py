@@ -1,6 +1,7 @@
 """Fine-tuning on your own files: every error comes before a training step, and says what to do."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -302,3 +303,101 @@ def test_quiet_turns_the_trainers_progress_bars_off(capsys):
     assert "progress: false" in capsys.readouterr().out
     assert main(["train", "finetune", "--print-config"]) == 0
     assert "progress: true" in capsys.readouterr().out
+
+
+def test_a_file_listed_twice_cannot_land_on_both_sides_of_the_validation_split(shapes3, tiny_init, tmp_path):
+    """The split is by file: a list naming a file twice (or a folder holding a link to one of its
+    own files) would put the same cloud in training and validation. It is an error naming it;
+    with a separate test set and no validation split, repeats are the user's oversampling."""
+    files = sorted(shapes3.rglob("*.*"))
+    rows = [f"{p},{p.parent.name}\n" for p in files]
+    (tmp_path / "twice.csv").write_text("path,label\n" + "".join(rows + rows[:2]))
+    with pytest.raises(SplitError, match=rf"(?s)2 files appear twice in {tmp_path / 'twice.csv'}.*{files[0].name}"):
+        _plan(tmp_path / "twice.csv", tiny_init, tmp_path)
+    test = write_shapes(tmp_path / "t", per_class=1, classes=3, points=80, seed=9)
+    plan = _plan(tmp_path / "twice.csv", tiny_init, tmp_path, val_split=0.0, test_data=test[0].parent.parent)
+    assert len(plan.splits.train) == len(files) + 2 and plan.splits.val is None
+    linked = tmp_path / "linked"
+    for p in files:
+        (linked / p.parent.name).mkdir(parents=True, exist_ok=True)
+        (linked / p.parent.name / p.name).symlink_to(p)
+    (linked / files[0].parent.name / f"again{files[0].suffix}").symlink_to(files[0])
+    with pytest.raises(SplitError, match="1 file appears twice") as err:
+        _plan(linked, tiny_init, tmp_path)
+    assert f"again{files[0].suffix}" in str(err.value) and files[0].name in str(err.value)
+
+
+def test_evaluating_a_run_on_its_own_training_files_says_so(shapes3, tiny_init, tmp_path, monkeypatch, caplog):
+    """``act-zoo evaluate RUN --data DIR`` where DIR is (part of) what RUN was trained on: the
+    run's splits.json knows its training files, so the report says the accuracy is not held out
+    (also when the run was trained from another working directory with a relative --data)."""
+    monkeypatch.chdir(shapes3.parent)
+    finetune(data=shapes3.name, init=tiny_init, out=tmp_path / "run", epochs=1, progress=False,
+             overrides={"run": {"tensorboard": False}, "vote": 0})
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING"):
+        res = act_zoo.evaluate(tmp_path / "run", shapes3, votes=0)
+    lines = res.report().splitlines()
+    assert res.training_files == 15 and res.num_samples == 18
+    assert any("15 of 18 clouds are training files of" in ln and "not a held-out" in ln for ln in lines[:-1])
+    assert lines[-1].startswith("accuracy: ") and "training files" in caplog.text
+    new = tmp_path / "new"
+    write_shapes(new, per_class=1, classes=3, points=80, seed=5)
+    fresh = act_zoo.evaluate(str(tmp_path / "run"), new, votes=0)
+    assert fresh.training_files == 0 and "training files" not in fresh.report()
+
+
+def test_a_non_empty_out_is_refused_before_the_data_is_read(shapes3, tiny_init, tmp_path, capsys):
+    """Reading and checking every file can take long: an --out holding an earlier run is refused
+    first (the data here even holds a broken file, which would be reported otherwise)."""
+    data = tmp_path / "data"
+    shutil.copytree(shapes3, data)
+    (data / "box" / "broken.npy").write_bytes(b"junk")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_config.yaml").write_text("{}\n")
+    args = ["train", "finetune", "--data", str(data), "--init", tiny_init, "--out", str(out), "-q"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "is not empty" in err and "--overwrite" in err and "broken.npy" not in err
+    with pytest.raises(RuntimeError, match="is not empty"):
+        finetune(data=data, init=tiny_init, out=out, progress=False)
+    assert main([*args, "--print-config"]) == 1  # --print-config trains nothing: the data is still checked
+    assert "broken.npy" in capsys.readouterr().err
+
+
+def test_torchrun_on_your_own_files_reports_once(shapes3, tiny_init, tmp_path):
+    """``torchrun --nproc-per-node 2 -m act_zoo.cli train finetune --data DIR ...``: rank 0 alone
+    prints the plan and the result (and checks --out); torch's DDP deprecation notice about
+    ``broadcast_buffers`` (which the trainer needs as it is) is not shown. ~15 s on 2 cores."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                          "127.0.0.1", "--master-port", str(port), "-m", "act_zoo.cli", "train", "finetune", "--data",
+                          str(shapes3), "--init", tiny_init, "--out", str(tmp_path / "ddp"), "--epochs", "1",
+                          "--set", "run.tensorboard=false", "--set", "vote=0", "--set", "run.batch_size=4"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("validation accuracy:") == 1 and out.stdout.count("saved ") == 1, out.stdout
+    assert out.stderr.count("fine-tuning ") == 1 and "FutureWarning" not in out.stderr, out.stderr
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
+
+
+def test_a_config_on_your_own_files_with_the_default_40_way_head_is_an_error(shapes3, tmp_path):
+    """``data.dataset: folder`` in a config with the official default ``cls_dim: 40`` for 3 class
+    folders would train a 40-way head and store no class names (predict then says class_<i>):
+    an error before any step, naming the fix."""
+    cfg = load_config("finetune", None, ["data.dataset=folder", f"data.root={shapes3}", "npoints=64",
+                                         f"run.out_dir={tmp_path / 'g'}", TINY_MODEL + "}"])
+    assert cfg.model.cls_dim == 40
+    with pytest.raises(ValueError, match=r"model\.cls_dim=40 but the data .* 3 classes.*model\.cls_dim=3"):
+        train("finetune", cfg)
+    assert not (tmp_path / "g" / "checkpoints").exists()

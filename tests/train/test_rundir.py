@@ -276,3 +276,25 @@ def test_checkpoint_files_respect_the_umask(tmp_path, mask):
     for p in [root, *root.rglob("*")]:
         want = (0o777 if p.is_dir() else 0o666) & ~mask
         assert stat.S_IMODE(p.stat().st_mode) == want, (p, oct(stat.S_IMODE(p.stat().st_mode)), oct(want))
+
+
+def test_resume_with_a_changed_config_names_what_changed(tmp_path, caplog):
+    """``--resume`` continues exactly only with the config the checkpoints were made with: a
+    resumed run whose training values differ (other data, lr, epochs) says which, while values
+    that do not change what a step computes (progress bars, threads, logging) pass silently."""
+    def run(text: str, **kw) -> None:
+        cfg = RunConfig(out_dir=str(tmp_path), max_epoch=1, batch_size=8, progress=False, tensorboard=False, **kw)
+        Trainer(TinyTask(), run=cfg, optim=OptimConfig(lr=1e-2), scheduler=SchedulerConfig(warmup_epochs=0),
+                dist=DistInfo(), resume=True, config_text=text).fit()
+
+    base = "data:\n  root: shapes\noptim:\n  lr: 0.01\nrun:\n  max_epoch: 1\n  progress: true\n  threads: null\n"
+    with caplog.at_level(logging.WARNING, logger="act_zoo.train.loop"):
+        run(base)  # a new run (nothing to resume): no comparison
+        run(base.replace("progress: true", "progress: false").replace("threads: null", "threads: 2"))
+    assert "config differs" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="act_zoo.train.loop"):
+        run(base.replace("root: shapes", "root: other").replace("lr: 0.01", "lr: 0.001"))
+    warned = [r.getMessage() for r in caplog.records if "config differs" in r.getMessage()]
+    assert len(warned) == 1 and "data.root: shapes -> other" in warned[0] and "optim.lr: 0.01 -> 0.001" in warned[0]
+    assert "progress" not in warned[0]
+    assert "root: other" in (tmp_path / "train_config.yaml").read_text()  # the file describes the run as continued

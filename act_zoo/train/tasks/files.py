@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ...data.splits import FileSubset, SplitError, check_no_overlap, stratified_split
+from ...data.splits import FileSubset, SplitError, check_no_overlap, check_unique_files, stratified_split
 from ..config import DataConfig
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,8 @@ class FileSplits:
         for k, v in self.sides().items():
             base = roots[k] if roots[k].is_dir() else roots[k].parent
             lists[k] = [[_relative(p, base), self.classes[lab]] for p, lab in v.samples]
-        return {"classes": list(self.classes), "root": self.root, "test_root": self.test_root,
+        return {"classes": list(self.classes), "root": self.root, "root_resolved": str(Path(self.root).resolve()),
+                "test_root": self.test_root,
                 "val_fraction": self.val_fraction, "split_seed": self.seed, "files": lists,
                 "skipped_files": [p for p, _ in self.skipped]}
 
@@ -224,6 +225,7 @@ def build_file_splits(data: DataConfig, *, npoints: int, seed: int, progress: bo
     val = None
     train_idx = np.asarray(good, dtype=np.int64)
     if fraction > 0:
+        check_unique_files([full.samples[i][0] for i in good], where=str(data.root))
         keys = [_relative(full.samples[i][0], root_dir) for i in good]
         kept, held = stratified_split(labels, fraction=fraction, seed=data.data_seed, class_names=classes, keys=keys)
         train_idx, val_idx = train_idx[kept], train_idx[held]

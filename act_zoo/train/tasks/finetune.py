@@ -79,6 +79,12 @@ class FinetuneTask(DatasetsMixin):
         if model_cfg.cls_dim < len(classes):
             raise ValueError(f"model.cls_dim={model_cfg.cls_dim} is smaller than the {len(classes)} classes of the "
                              f"training data; the head needs one output per class: --set model.cls_dim={len(classes)}")
+        if model_cfg.cls_dim > len(classes) and self._file_splits is not None:
+            # your own files: a larger head is the official default (40) left in place, and would store no names
+            raise ValueError(f"model.cls_dim={model_cfg.cls_dim} but the data in {self.cfg.data.root} have "
+                             f"{len(classes)} classes ({', '.join(classes)}): set model.cls_dim={len(classes)} (the "
+                             "class names are then stored with the model), or use `act-zoo train finetune --data DIR "
+                             "--init NAME`, which sizes the head from the data")
         if model_cfg.cls_dim > len(classes):
             logger.warning("model.cls_dim=%d but the training data have %d classes: %d outputs are never trained",
                            model_cfg.cls_dim, len(classes), model_cfg.cls_dim - len(classes))
