@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "act_zoo.cli.train",    # train
     "act_zoo.cli.recipes",  # recipes
     "act_zoo.cli.data",     # data check
+    "act_zoo.cli.show",     # show
 )
 
 
