@@ -37,6 +37,7 @@ from .config import OptimConfig, RunConfig, SchedulerConfig
 from .distributed import DistInfo, all_reduce_mean, barrier, broadcast_object, init_distributed
 from .monitor import Monitor
 from .optim import CosineSchedule, build_optimizer
+from .provenance import run_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +220,8 @@ class Trainer:
             progress.close()
         summary = {"task": self.task.name, "world_size": dist.world_size, "epochs_run": state.epoch,
                    "steps": state.global_step,
-                   "seconds": round(time.time() - t0, 2), "best_value": state.best_value, "best_epoch": state.best_epoch}
+                   "seconds": round(time.time() - t0, 2), "best_value": state.best_value, "best_epoch": state.best_epoch,
+                   "provenance": run_provenance(started=t0, finished=time.time())}
         summary = self._finalize(model, summary)
         monitor.plot_curves(getattr(self.task, "plot_train_keys", ["loss"]), getattr(self.task, "plot_eval_keys", []))
         monitor.close()
