@@ -23,7 +23,7 @@ Each number is the mean ± std over seeds (a seed changes the initialisation, th
 teacher, the masks and the data order; the data are the same). Arms are compared with Welch's
 t-test over seeds; the closing sentence is computed from the table.
 
-    python examples/ablation.py --quick               # ~10 min of one CPU core (see README)
+    python examples/ablation.py --quick               # ~7 CPU-minutes (see README)
     python examples/ablation.py --out runs/ablation   # the full run of the README table
 
 Every (arm, seed) leaves ``<out>/<arm>/seed_<s>/result.json``; a rerun skips what is done and
@@ -43,7 +43,6 @@ import logging
 import math
 import re
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -57,6 +56,7 @@ import torch
 import act_zoo
 from act_zoo.data import SHAPE_CLASSES, SyntheticShapes
 from act_zoo.train import load_config, train
+from act_zoo.train.provenance import code_commit, command_line
 
 logger = logging.getLogger("ablation")
 
@@ -131,15 +131,6 @@ def cpu_seconds() -> float:
     """CPU time of this process (all threads) and of finished children, user + system."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _json_write(path: Path, data: Any) -> None:
@@ -273,7 +264,7 @@ def random_encoder(p: Preset, seed: int) -> torch.nn.Module:
         encoder_dims=p.width, npoints=p.npoints)).eval()
 
 
-def run_one(arm: Arm, seed: int, p: Preset, out: Path, threads: int | None) -> dict[str, Any]:
+def run_one(arm: Arm, seed: int, p: Preset, out: Path, threads: int | None, code: dict[str, Any]) -> dict[str, Any]:
     """One (arm, seed): pretrain (if the arm does), probe, fine-tune; cached in result.json."""
     run_dir = out / arm.name / f"seed_{seed}"
     result_path = run_dir / "result.json"
@@ -298,7 +289,7 @@ def run_one(arm: Arm, seed: int, p: Preset, out: Path, threads: int | None) -> d
     result["probe_draws"] = {k: v["draws"] for k, v in probes.items()}
     result["timing"] = {"probe": probe_timing, "finetune": ft_timing, "total_seconds": round(time.time() - t0, 1),
                         "total_cpu_seconds": round(cpu_seconds() - c0, 1)}
-    result["commit"] = git_commit()
+    result["code"] = code  # the checkout this invocation started from
     _json_write(result_path, result)
     return result
 
@@ -448,7 +439,7 @@ def bar_chart(table: dict[str, dict[str, list[float]]], arms: Sequence[str], met
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="the small preset (~10 CPU-minutes)")
+    ap.add_argument("--quick", action="store_true", help="the small preset (~7 CPU-minutes)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default=None, help="full (default), quick, or smoke (tests)")
     ap.add_argument("--out", type=Path, default=None, help="output directory (default runs/ablation[_quick])")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -473,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_out_dir(out, preset_name, p)
 
     t0, c0 = time.time(), cpu_seconds()
+    commit, tree = code_commit()
+    code = {"commit": commit, "worktree": tree, "command": command_line()}
     results, missing = [], []
     for seed in args.seeds:
         for name in args.arms:
@@ -481,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 missing.append(f"{name}/seed_{seed}")
                 continue
             fresh = not done.is_file()
-            r = run_one(ARMS[name], seed, p, out, args.threads)
+            r = run_one(ARMS[name], seed, p, out, args.threads, code)
             results.append(r)
             if fresh:
                 m = r["metrics"]

@@ -29,14 +29,15 @@ def _git(*args: str, cwd: Path) -> str | None:
 
 
 def code_commit() -> tuple[str | None, str | None]:
-    """(commit, ``"clean"`` | ``"modified"``) of the git checkout act_zoo runs from, or
+    """(commit, ``"clean"`` | ``"modified"``) of the git checkout act_zoo runs from (modified:
+    changed or untracked files, not ignored ones), or
     (None, None) when it does not run from one (an installed wheel, even one inside a
     repository's virtual environment, has no commit of its own)."""
     top = _git("rev-parse", "--show-toplevel", cwd=_PACKAGE_DIR)
     if top is None or Path(top).resolve() != _PACKAGE_DIR.parent:
         return None, None
     commit = _git("rev-parse", "HEAD", cwd=_PACKAGE_DIR)
-    status = _git("status", "--porcelain", "--untracked-files=no", cwd=_PACKAGE_DIR)
+    status = _git("status", "--porcelain", cwd=_PACKAGE_DIR)  # untracked files count: they may be code that ran
     return commit, None if status is None else ("modified" if status else "clean")
 
 
