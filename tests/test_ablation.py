@@ -176,3 +176,24 @@ def test_smoke_run_every_arm_then_resume(ab, tmp_path, capsys):
     after = json.loads((out / "act" / "seed_0" / "result.json").read_text())
     assert after["metrics"] == before["metrics"]  # and the redone part gives the same numbers
     assert ab.main([*argv, "--report"]) == 0
+
+
+def test_readme_commands_parse_to_the_presets_it_describes(ab):
+    import shlex
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Does the pretrained teacher matter?", 1)[1].split("\n## ", 1)[0]
+    body = section.split("```bash", 1)[1].split("```", 1)[0]
+    lines = [ln.split("#", 1)[0].strip() for ln in body.strip().splitlines()]
+    assert lines == ["python examples/ablation.py --quick", "python examples/ablation.py --out runs/ablation"]
+    presets = []
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[:2] == ["python", "examples/ablation.py"]
+        args = ab.build_parser().parse_args(argv[2:])
+        presets.append(ab.preset_of(args))
+        assert args.seeds == [0, 1, 2] and args.arms == ["scratch", "random_teacher", "act"]
+    assert presets == ["quick", "full"]
+    # the README's table names the measures the script reports
+    for key in ("probe_clean_5shot", "probe_clean_10shot", "probe_scan_5shot", "probe_scan_10shot", "finetune_scan"):
+        assert ab.metric_label(key) in section

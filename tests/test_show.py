@@ -146,3 +146,34 @@ def test_cli_show_bad_inputs_are_one_clear_line(tmp_path, monkeypatch, capsys, a
     err = capsys.readouterr().err
     assert err.startswith("act-zoo show: error:") and message in err, err
     assert not (tmp_path / "a.png").exists()
+
+
+def _readme_show_command() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## What an encoder separates", 1)[1].split("\n## ", 1)[0]
+    body = section.split("```bash", 1)[1].split("```", 1)[0]
+    (line,) = [ln.strip() for ln in body.strip().splitlines()]
+    return line
+
+
+def test_readme_show_command_as_typed(tmp_path, monkeypatch, capsys):
+    """The README's command, run as typed from a directory holding its input, writes the picture
+    the README shows (the committed one is small and has the same size)."""
+    import shlex
+    import shutil
+
+    from matplotlib.image import imread
+
+    line = _readme_show_command()
+    assert line == "act-zoo show act_tiny.synthetic10 docs/table.npy --out docs/show_table.png"
+    assert "![" in (ROOT / "README.md").read_text() and "(docs/show_table.png)" in (ROOT / "README.md").read_text()
+    (tmp_path / "docs").mkdir()
+    shutil.copyfile(ROOT / "docs" / "table.npy", tmp_path / "docs" / "table.npy")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
+    argv = shlex.split(line)
+    assert argv[0] == "act-zoo" and main(argv[1:]) == 0
+    assert "wrote docs/show_table.png" in capsys.readouterr().out
+    committed = ROOT / "docs" / "show_table.png"
+    assert committed.stat().st_size < 300_000
+    assert imread(tmp_path / "docs" / "show_table.png").shape == imread(committed).shape
