@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/pretrain_pipeline.py --quick
+	$(PY) examples/pretrain_pipeline.py --quick --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -7,6 +7,10 @@ optional dependency::
     act_zoo.list_models()
     model = act_zoo.create_model("act_base.modelnet40", pretrained=True)
     feats = act_zoo.extract_features(model, clouds)     # .global_feature .tokens .centers
+    preds = act_zoo.predict(model, ["chair.ply", "scans/"], top_k=3)
+    result = act_zoo.evaluate(model, "test_folder/")      # result.report()
+
+Subpackages load on first use too: ``act_zoo.ops.knn(...)``, ``act_zoo.data.SyntheticShapes``.
 """
 
 from __future__ import annotations

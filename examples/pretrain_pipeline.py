@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--teacher", default="minilm", help="stage-I teacher (default: the offline all-MiniLM-L6-v2)")
+    ap.add_argument("--overwrite", action="store_true", help="replace the runs an earlier invocation left in --out")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -57,7 +58,7 @@ def main() -> None:
         f"model={{group_size: {p['group_size']}, num_group: {p['groups']}, num_tokens: {p['tokens']}, "
         f"encoder_dims: {p['width']}, tokens_dims: 32, decoder_dims: 32, teacher: {args.teacher}, num_prompt_token: 4}}",
         "pretrained_teacher=true", "temp_steps=200", "kl_delay=40", "kl_steps=200"])
-    s1 = train("stage1", stage1)
+    s1 = train("stage1", stage1, overwrite=args.overwrite)
     print(f"stage I  done in {time.time() - t0:5.0f}s: reconstruction Chamfer-L1 x1000 "
           f"{s1['final (last epoch), Chamfer x1000']['cdl1']:.1f} -> {out / 'stage1'}")
 
@@ -67,7 +68,7 @@ def main() -> None:
         f"run.max_epoch={p['epochs'][1]}", "optim.lr=1e-3", f"run.out_dir={out / 'stage2'}", f"teacher={out / 'stage1'}",
         f"model={{embed_dim: {p['width']}, depth: {p['depth']}, num_heads: {p['heads']}, decoder_num_heads: {p['heads']}, "
         "cls_dim: 32, drop_path_rate: 0.1}"])
-    s2 = train("stage2", stage2)
+    s2 = train("stage2", stage2, overwrite=args.overwrite)
     print(f"stage II done in {time.time() - t0:5.0f}s: held-out distillation loss "
           f"{s2['final (last epoch)']['val_loss']:.4f} -> {out / 'stage2'}")
 
@@ -77,7 +78,7 @@ def main() -> None:
         f"run.max_epoch={p['epochs'][2]}", "optim.lr=2e-3", f"run.out_dir={out / 'stage3'}", f"init={out / 'stage2'}",
         "vote=0", f"model={{embed_dim: {p['width']}, depth: {p['depth']}, num_heads: {p['heads']}, "
         f"num_group: {p['groups']}, group_size: {p['group_size']}, encoder_dims: {p['width']}, cls_dim: {p['classes']}}}"])
-    s3 = train("finetune", stage3)
+    s3 = train("finetune", stage3, overwrite=args.overwrite)
     acc = s3["final (last epoch)"]["acc"]
     print(f"stage III done in {time.time() - t0:5.0f}s: {p['classes']} classes (chance {100 / p['classes']:.1f} %) "
           f"-> {out / 'stage3'}")

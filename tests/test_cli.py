@@ -138,3 +138,94 @@ def test_embedded_classifier_recognises_held_out_procedural_shapes():
     with torch.no_grad():
         acc = (model.forward_head(feats).argmax(-1) == labels).float().mean().item()
     assert acc > 0.6, acc  # 10 classes: chance is 0.1
+
+
+# ---------------------------------------------------------------------------------------- issue 11 §4
+def _row(out: str, name: str) -> str:
+    return next(line for line in out.splitlines() if line.split()[:1] == [name])
+
+
+def test_list_matches_substrings_and_globs(capsys):
+    assert main(["list", "tiny"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert names == ["act_tiny.pretrain", "act_tiny.synthetic10"]  # before: "no model matches 'tiny'"
+    assert main(["list", "act_base.scan*"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert names == ["act_base.scanobjectnn_hardest", "act_base.scanobjectnn_objbg", "act_base.scanobjectnn_objonly"]
+    assert main(["list", "MODELNET"]) == 0  # case-insensitive, like the names are
+    assert "act_base.modelnet40" in capsys.readouterr().out
+
+
+def test_list_marks_what_is_available_offline(tmp_path, capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "offline" in out.splitlines()[0]
+    assert "embedded" in _row(out, "act_tiny.synthetic10") and "embedded" in _row(out, "act_tiny.pretrain")
+    assert "embedded" not in _row(out, "act_base.modelnet40") and "cached" not in _row(out, "act_base.modelnet40")
+    # a converted, verified cache entry counts; a tampered one does not
+    rec = registry.get_record("act_tiny.synthetic10").to_dict()
+    rec.update(name="act_tiny.copy", sources=[{"type": "url", "url": "http://127.0.0.1:9/copy.pth"}],
+               format="official-pth", convert="finetune", sha256=None, sha256_note="test",
+               official_config=dict(TINY_FINETUNE, npoints=256))
+    from act_zoo.models.common import config_to_dict
+
+    model = act_zoo.from_official(PTH, TINY_FINETUNE)
+    rec["config"] = config_to_dict(model.config)
+    act_zoo.register_weights(rec)
+    assert "cached" not in _row(_list_out(capsys), "act_tiny.copy")
+    registry.store_converted(registry.get_record("act_tiny.copy"), model, raw=PTH)
+    assert "cached" in _row(_list_out(capsys), "act_tiny.copy")
+    weights = registry.converted_dir(registry.get_record("act_tiny.copy")) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-2] ^= 1
+    weights.write_bytes(bytes(data))
+    assert "cached" not in _row(_list_out(capsys), "act_tiny.copy")
+
+
+def _list_out(capsys) -> str:
+    assert main(["list"]) == 0
+    return capsys.readouterr().out
+
+
+def test_info_on_an_unknown_name_points_to_list(capsys):
+    assert main(["info", "act_base.modelnet4"]) == 1
+    err = capsys.readouterr().err
+    assert "did you mean 'act_base.modelnet40'" in err and "act-zoo list" in err
+    assert main(["info", "zzzz"]) == 1
+    assert "act-zoo list" in capsys.readouterr().err
+
+
+def _empty_dirs(root):
+    return sorted(str(p) for p in root.rglob("*") if p.is_dir() and not any(p.iterdir()))
+
+
+def test_unfetchable_model_ends_in_one_message_offline(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
+    assert main(["download", "act_base.modelnet40", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("act-zoo download: error:") == 1 and "Traceback" not in err
+    assert "tried" in err and "Google Drive" in err and "1SaQI9npzTHf5Ty61vLOORKXjDo1c_yhR" in err
+    assert "ACT_ZOO_OFFLINE" in err and "from_pretrained" in err
+    placed = [line for line in err.splitlines() if "ckpt-modelnet40.pth" in line and str(home) in line]
+    assert placed, err  # the exact place to put the file
+    assert _empty_dirs(home) == []  # before: an empty converted/act_base.modelnet40/ was left
+
+
+def test_unreachable_source_ends_in_one_message_online(tmp_path, capsys):
+    home = tmp_path / "home"
+    rec = registry.get_record("act_base.modelnet40").to_dict()
+    rec.update(name="act_base.mirror", sources=[{"type": "url", "url": "http://127.0.0.1:9/w/ckpt.pth"}])
+    act_zoo.register_weights(rec)
+    from act_zoo.hub import http_fetch as http
+
+    http.RETRY_BACKOFF_S, old = 0.0, http.RETRY_BACKOFF_S
+    try:
+        with pytest.raises(Exception) as info:
+            act_zoo.create_model("act_base.mirror", pretrained=True)
+    finally:
+        http.RETRY_BACKOFF_S = old
+    msg = str(info.value)
+    assert "could not obtain" in msg and "http://127.0.0.1:9/w/ckpt.pth" in msg and "from_pretrained" in msg
+    assert "ACT_ZOO_OFFLINE" in msg and str(home) in msg
+    assert _empty_dirs(home) == []

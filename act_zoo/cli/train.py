@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     s = sub.add_parser("train", parents=[common], help="run a training pipeline (stage1, stage2, finetune, fewshot, partseg)",
                        description="Run an ACT training pipeline. Defaults are the official configs; a YAML file and "
                                    "--set key=value override any field. Multi-process: torchrun --nproc-per-node N "
-                                   "-m act_zoo.cli train ...")
+                                   "-m act_zoo.cli train ... Your own files: act-zoo train finetune --data DIR "
+                                   "--init act_tiny.pretrain --out RUN (architecture from --init, head from the "
+                                   "data, a validation split held out, small-data defaults printed).")
     add_train_arguments(s)
     s.set_defaults(func=_cmd_train)

@@ -34,6 +34,12 @@ _MAX_NPY_HEADER = 10_000
 # A zip member that inflates more than this factor (and to more than _BOMB_MIN bytes) is refused.
 _MAX_ZIP_RATIO = 1_000
 _BOMB_MIN = 256 * 1024 * 1024
+# Deflate cannot expand more than 1032:1 (a 258-byte match costs at least 2 bits), so a deflated
+# member of c real bytes holds at most c * 1032 (+ slack for the first block) bytes.
+_DEFLATE_MAX_RATIO = 1032
+# Compressed members are read in chunks of this size, so memory follows the bytes that really
+# inflate, not the sizes the zip fields and the .npy header declare.
+_STREAM_CHUNK = 1 << 20
 
 
 def require(module: str, feature: str) -> ModuleType:
@@ -187,11 +193,13 @@ def _read_npy_header(fp: IO[bytes], path: PathLike) -> tuple[tuple[int, ...], bo
     raise DatasetError(path, f"unsupported .npy format version {version}")
 
 
-def read_npy_stream(fp: IO[bytes], available: int, path: PathLike) -> np.ndarray:
+def read_npy_stream(fp: IO[bytes], available: int, path: PathLike, *, streamed: bool = False) -> np.ndarray:
     """Read one ``.npy`` array from ``fp``, checking its declared size against ``available`` bytes.
 
     Object (pickled) arrays are refused. The header's shape is validated before anything is
     allocated, so a huge declared shape in a small file is an error, not an allocation.
+    ``streamed``: ``available`` is only an upper bound (a compressed stream); the data are read
+    in chunks, so memory grows only with the bytes that really arrive.
     """
     start = fp.tell()
     try:
@@ -206,17 +214,32 @@ def read_npy_stream(fp: IO[bytes], available: int, path: PathLike) -> np.ndarray
     nbytes = count * dtype.itemsize
     remaining = available - (fp.tell() - start)
     if nbytes > remaining:
-        raise DatasetError(
-            path,
-            f"is truncated: its header declares shape {shape} ({nbytes} bytes) "
-            f"but only {remaining} bytes follow",
-        )
-    buf = bytearray(nbytes)
-    got = fp.readinto(buf) if nbytes else 0
+        follow = f"the member can hold at most {max(0, remaining)} bytes" if streamed else f"only {remaining} bytes follow"
+        raise DatasetError(path, f"is truncated: its header declares shape {shape} ({nbytes} bytes) but {follow}")
+    if streamed:
+        buf = bytearray()
+        while len(buf) < nbytes:
+            chunk = fp.read(min(_STREAM_CHUNK, nbytes - len(buf)))
+            if not chunk:
+                break
+            buf += chunk
+        got = len(buf)
+    else:
+        buf = bytearray(nbytes)
+        got = fp.readinto(buf) if nbytes else 0
     if got != nbytes:
         raise DatasetError(path, f"is truncated: expected {nbytes} data bytes, read {got}")
     arr = np.frombuffer(buf, dtype=dtype, count=count)
     return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
+
+
+def _inflate_bound(info: zipfile.ZipInfo, archive_size: int) -> int:
+    """The most bytes a compressed member can really hold: its declared size, and for deflate
+    also what its compressed bytes (never more than the archive itself) can expand to."""
+    bound = info.file_size
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        bound = min(bound, (min(info.compress_size, archive_size) + 1) * _DEFLATE_MAX_RATIO)
+    return bound  # bzip2 / lzma have no useful ratio bound: the streamed read is the guard
 
 
 def nonempty_file(path: PathLike) -> tuple[Path, int]:
@@ -244,7 +267,7 @@ def load_npz(path: PathLike, keys: Iterable[str] | None = None) -> dict[str, np.
         path: the archive.
         keys: the arrays to load (all when None); a missing key is a :class:`DatasetError`.
     """
-    p, _ = nonempty_file(path)
+    p, size = nonempty_file(path)
     out: dict[str, np.ndarray] = {}
     try:
         with zipfile.ZipFile(p) as zf:
@@ -264,7 +287,7 @@ def load_npz(path: PathLike, keys: Iterable[str] | None = None) -> dict[str, np.
                     out[key] = _read_stored_member(p, info, f"{p}[{key}]")
                 else:
                     with zf.open(info) as fp:
-                        out[key] = read_npy_stream(fp, info.file_size, f"{p}[{key}]")
+                        out[key] = read_npy_stream(fp, _inflate_bound(info, size), f"{p}[{key}]", streamed=True)
     except DatasetError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError,

@@ -28,7 +28,7 @@ import torch
 
 from ._common import PathLike, PointDataset, Transform, load_npy, read_text
 from .errors import DatasetError
-from .io import SUPPORTED_EXTENSIONS
+from .io import SUPPORTED_EXTENSIONS, files_under
 from .prepare import CloudPreparer, as_dataset_error
 
 __all__ = ["PointCloudFolder", "PointCloudList"]
@@ -169,13 +169,7 @@ class PointCloudFolder(_FileDataset):
             raise DatasetError(self.root, "has no class sub-folders (expected root/<class>/<files>)")
         samples: list[tuple[Path, int]] = []
         for label, name in enumerate(classes):
-            files = sorted(
-                p
-                for p in (self.root / name).rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in exts
-                and not any(part.startswith(".") for part in p.relative_to(self.root).parts)
-            )
+            files = files_under(self.root / name, exts)
             if not files:
                 logger.warning("class folder %s holds no supported files", self.root / name)
             samples += [(p, label) for p in files]

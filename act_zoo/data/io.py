@@ -215,7 +215,7 @@ def collect_files(
             raise TypeError(f"expected a path, directory or glob pattern, got {type(item).__name__}")
         p = Path(item).expanduser()
         if p.is_dir():
-            found = _files_under(p, exts)
+            found = files_under(p, exts)
             if not found:
                 raise ValueError(f"{p}: directory holds no files with a supported extension ({' '.join(sorted(exts))})")
             out += found
@@ -228,7 +228,7 @@ def collect_files(
             found = []
             for m in map(Path, matches):
                 if m.is_dir():
-                    found += _files_under(m, exts)
+                    found += files_under(m, exts)
                 elif m.is_file() and m.suffix.lower() in exts:
                     found.append(m)
             if not found:
@@ -245,7 +245,9 @@ def collect_files(
     return unique
 
 
-def _files_under(root: Path, exts: set[str]) -> list[Path]:
+def files_under(root: Path, exts: set[str]) -> list[Path]:
+    """Files below ``root`` (recursively) with one of ``exts`` (lower-case, with the dot),
+    hidden files and folders skipped, sorted: the rule of directories everywhere."""
     return sorted(
         f for f in root.rglob("*")
         if f.suffix.lower() in exts and f.is_file()

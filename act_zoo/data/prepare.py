@@ -51,6 +51,7 @@ __all__ = [
     "CloudSource",
     "PreparedCloud",
     "batch_clouds",
+    "item_generator",
     "normalize_cloud",
     "prepare_cloud",
     "resample_indices",
@@ -172,7 +173,6 @@ class CloudPreparer:
 
     def prepare_array(self, arr: np.ndarray, name: str, *, input_eps: float = 0.0) -> PreparedCloud:
         """Steps 3-4 for a cloud already read and validated (float64 ``[N, width]``)."""
-        rng = item_generator(arr, self.seed)
         xyz = arr[:, :3]
         if self.normalize:
             xyz, center, scale = normalize_cloud(xyz, name, input_eps=input_eps)
@@ -188,10 +188,13 @@ class CloudPreparer:
             points = np.concatenate([xyz, arr[:, 3:]], axis=1).astype(np.float32)
         if not np.isfinite(points).all():
             raise ValueError(f"{name}: values beyond the float32 range")
+        n, N = self.num_points, arr.shape[0]
+        random_draws = N < n or (N > n and self.sample == "random")
+        rng = item_generator(arr, self.seed) if random_draws else None  # hashing only when it is needed
         # FPS is invariant to translation and scale, except for the official kernel's skip of
-        # points near the origin: unnormalised clouds are sampled in a unit-sphere copy too
-        fps_xyz = points[:, :3] if self.normalize else _unit_copy(arr[:, :3])
-        idx = resample_indices(fps_xyz, self.num_points, self.sample, rng)
+        # points near the origin: unnormalised clouds are sampled in a unit-sphere copy
+        fps_xyz = points[:, :3] if self.normalize or random_draws or N == n else _unit_copy(arr[:, :3])
+        idx = resample_indices(fps_xyz, n, self.sample, rng)
         if idx is not None:
             points = points[idx]
         return PreparedCloud(np.ascontiguousarray(points), center, scale, name, int(arr.shape[0]))
@@ -283,7 +286,7 @@ def normalize_cloud(xyz: np.ndarray, name: str, *, input_eps: float = 0.0) -> tu
     return centred / radius, center, radius
 
 
-def resample_indices(xyz: np.ndarray, n: int, method: str, rng: np.random.Generator) -> np.ndarray | None:
+def resample_indices(xyz: np.ndarray, n: int, method: str, rng: np.random.Generator | None) -> np.ndarray | None:
     """Step 4: indices of ``n`` points of ``xyz [N, 3]`` (None: keep the cloud as it is, N == n).
 
     ``N > n``: ``"fps"`` (official kernel rule through :mod:`act_zoo.ops`, on ``xyz`` as
@@ -293,9 +296,11 @@ def resample_indices(xyz: np.ndarray, n: int, method: str, rng: np.random.Genera
     N = xyz.shape[0]
     if N == n:
         return None
-    if N < n:
-        return np.concatenate([np.arange(N), rng.integers(0, N, size=n - N)])
-    if method == "random":
+    if N < n or method == "random":
+        if rng is None:
+            raise ValueError("padding and random resampling need a generator (see item_generator)")
+        if N < n:
+            return np.concatenate([np.arange(N), rng.integers(0, N, size=n - N)])
         return rng.permutation(N)[:n]
     from ..ops import furthest_point_sample
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..models.point_transformer import ACTClassifier, ClassifierConfig
+from .untrusted import EXTRA_ELEMENTS, bounded_meta_build, check_config_types, check_depths, numel
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +61,12 @@ class LoadReport:
     initialized: dict[str, str] = field(default_factory=dict)  # missing on purpose: key -> reason
     dropped: dict[str, str] = field(default_factory=dict)  # unexpected on purpose: key -> reason
     shape_mismatch: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    dtype_mismatch: dict[str, tuple[str, str]] = field(default_factory=dict)  # kinds differ: (model, ckpt)
+    cast: dict[str, str] = field(default_factory=dict)  # loaded with a float<->float cast: "float64 -> float32"
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.shape_mismatch)
+        return not (self.missing or self.unexpected or self.shape_mismatch or self.dtype_mismatch)
 
     def format(self, max_keys: int = 12) -> str:
         def block(title: str, keys: list[str] | Mapping[str, Any], why: bool = False) -> list[str]:
@@ -84,6 +87,12 @@ class LoadReport:
             {k: f"{list(a)} vs {list(b)}" for k, (a, b) in self.shape_mismatch.items()},
             why=True,
         )
+        lines += block(
+            "dtype mismatches (never loaded: an integer or bool tensor is not a float weight)",
+            {k: f"dtype {a} in the model, {b} in the checkpoint" for k, (a, b) in self.dtype_mismatch.items()},
+            why=True,
+        )
+        lines += block("cast (float <-> float)", self.cast, why=True)
         lines += block("newly initialised", self.initialized, why=True)
         lines += block("dropped", self.dropped, why=True)
         return "\n".join(lines)
@@ -131,20 +140,28 @@ def read_checkpoint(checkpoint: str | os.PathLike | Mapping[str, Any]) -> tuple[
             break
     if not isinstance(obj, Mapping) or not obj:
         raise ValueError(f"{source}: no state dict found (expected a mapping of tensors)")
-    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise ValueError(f"{source}: not a state dict, non-tensor entries {bad[:5]}")
+    sd, stripped = strip_module_prefix(obj, source=source)
+    if stripped:
+        layout.append(f"'module.' prefix removed from {stripped} keys")
+    return sd, layout, source
+
+
+def strip_module_prefix(state: Mapping[str, torch.Tensor], *, source: str) -> tuple[StateDict, int]:
+    """Remove ``module.`` everywhere in the keys, like every official loader
+    (``k.replace('module.', '')``); two keys that become one raise ``ValueError``.
+    Returns the new dict and how many keys changed. The one prefix-stripping helper of act_zoo."""
     sd: StateDict = {}
     stripped = 0
-    for k, v in obj.items():
+    for k, v in state.items():
         nk = k.replace("module.", "")
         stripped += nk != k
         if nk in sd:
             raise ValueError(f"{source}: key {nk!r} appears both with and without the 'module.' prefix")
         sd[nk] = v
-    if stripped:
-        layout.append(f"'module.' prefix removed from {stripped} keys")
-    return sd, layout, source
+    return sd, stripped
 
 
 def _load_file(path: Path) -> Any:
@@ -201,7 +218,11 @@ def load_with_rules(
         if k in own:
             if tuple(own[k].shape) != tuple(v.shape):
                 report.shape_mismatch[k] = (tuple(own[k].shape), tuple(v.shape))
+            elif not _castable(v, own[k].dtype):
+                report.dtype_mismatch[k] = (_dtype_name(own[k].dtype), _dtype_name(v.dtype))
             else:
+                if own[k].dtype != v.dtype:
+                    report.cast[k] = f"{_dtype_name(v.dtype)} -> {_dtype_name(own[k].dtype)}"
                 report.loaded.append(k)
         else:
             reason = _explain(k, may_be_unexpected)
@@ -216,14 +237,42 @@ def load_with_rules(
                 report.missing.append(k)
             else:
                 report.initialized[k] = reason
-    if report.shape_mismatch or (strict and not report.ok):
+    if report.shape_mismatch or report.dtype_mismatch or (strict and not report.ok):
         raise CheckpointMismatchError(report)
+    if any(t.is_meta for t in own.values()):
+        return report  # a dry run on the meta device: keys, shapes and dtypes checked, nothing to copy
     with torch.no_grad():
         for k in report.loaded:
             own[k].copy_(state_dict[k])
     if not report.ok:
         logger.warning("loaded with strict=False; differences:\n%s", report.format())
     return report
+
+
+def _castable(value: torch.Tensor, target: torch.dtype) -> bool:
+    """May ``value`` be loaded into a tensor of dtype ``target``? Float <-> float always; an
+    integer or bool tensor never into a float (or complex) weight; a float into an integer
+    buffer (``num_batches_tracked`` of a checkpoint cast with ``.float()``) only when exact."""
+    have, want = _dtype_kind(value.dtype), _dtype_kind(target)
+    if have == want or (have, want) in (("bool", "integer"), ("integer", "bool"), ("float", "complex")):
+        return True
+    if have == "float" and want in ("integer", "bool"):
+        if value.is_meta:  # a shape-only checkpoint: no values to check
+            return True
+        return bool(torch.isfinite(value).all()) and bool((value == value.round()).all())
+    return False
+
+
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_complex:
+        return "complex"
+    return "float" if dtype.is_floating_point else "integer"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,6 +317,8 @@ def split_official_config(config: Mapping[str, Any] | str | os.PathLike) -> dict
         return section
     if "NAME" not in config:
         raise ValueError("model_config has no NAME (pass the 'model:' section of an official yaml)")
+    if not isinstance(config["NAME"], str):
+        raise ValueError(f"model_config NAME must be a string, got {config['NAME']!r}")  # noqa: TRY004
     return dict(config)
 
 
@@ -285,9 +336,14 @@ def config_from_official(cls: type, section: Mapping[str, Any], *, renames: Mapp
             unknown.append(k)
         else:
             kwargs[k2] = v
+    where = f"official config {section.get('NAME', cls.__name__)}"
     if unknown:
-        raise ValueError(f"{section.get('NAME', cls.__name__)}: unknown config keys {sorted(unknown)}")
-    return cls(**kwargs)
+        raise ValueError(f"{where}: unknown config keys {sorted(unknown)}")
+    check_config_types(cls, kwargs, where=where)
+    try:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def from_official(
@@ -298,6 +354,7 @@ def from_official(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     return_report: bool = False,
+    source: str | None = None,
 ) -> nn.Module | tuple[nn.Module, LoadReport]:
     """Build the model an official config names and load an official checkpoint into it.
 
@@ -307,6 +364,11 @@ def from_official(
         model_config: the ``model:`` section of an official yaml as a dict (official key
             names: ``NAME``, ``embed_dim``, ``depth``, ...), a whole yaml dict, or a yaml path.
         strict: raise :class:`CheckpointMismatchError` on any key no rule explains.
+        source: how to name an in-memory checkpoint in messages (default ``<state dict>``).
+
+    With a checkpoint, the model is first built on the ``meta`` device, bounded by the number of
+    elements the checkpoint holds (:func:`~act_zoo.hub.untrusted.bounded_meta_build`), and the
+    checkpoint is checked against it (keys, shapes, dtypes); only then is it built for real.
 
     Returns:
         The model in eval mode (its :class:`LoadReport` is ``model.load_report``), or
@@ -317,20 +379,53 @@ def from_official(
     builder = _BUILDERS.get(name)
     if builder is None:
         raise ValueError(f"unknown official model NAME {name!r}; known: {', '.join(official_names())}")
-    model = builder.build(section)
     report = LoadReport(model_name=name, source="<fresh weights>")
     if checkpoint is not None:
-        sd, layout, source = read_checkpoint(checkpoint)
-        report.source, report.layout = source, layout
+        sd, layout, where = read_checkpoint(checkpoint)
+        where = source or where
+        meta = _bounded_build(builder, section, sd, where)
+        builder.load(meta, dict(sd), LoadReport(model_name=name, source=where, layout=list(layout)), strict)
+        del meta
+        model = builder.build(section)
+        report.source, report.layout = where, layout
         builder.load(model, sd, report, strict)
-        logger.info("loaded %s from %s (%d keys)", name, source, len(report.loaded))
-    elif builder.fresh is not None:
-        builder.fresh(model, report)
+        logger.info("loaded %s from %s (%d keys)", name, where, len(report.loaded))
+    else:
+        model = builder.build(section)
+        if builder.fresh is not None:
+            builder.fresh(model, report)
     model.load_report = report  # type: ignore[attr-defined]
     model.eval()
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
     return (model, report) if return_report else model
+
+
+def _referenced_files(section: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``(key, path)`` of the files an official config points to (``dvae_config.ckpt``: a teacher
+    loaded beside the checkpoint, so the model may hold that much more than the checkpoint)."""
+    out = []
+    for key, value in section.items():
+        if isinstance(value, Mapping):
+            out += _referenced_files(value, f"{prefix}{key}.")
+        elif key == "ckpt" and isinstance(value, str) and value:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def _bounded_build(builder: OfficialBuilder, section: Mapping[str, Any], sd: StateDict, where: str) -> nn.Module:
+    """The meta-device build of ``section``, bounded by ``sd`` plus the files the config names."""
+    check_depths(section, tensors=len(sd), where=where)
+    files = _referenced_files(section)
+    extra = EXTRA_ELEMENTS + sum(os.path.getsize(p) // 2 for _, p in files if os.path.isfile(p))
+    try:
+        return bounded_meta_build(lambda: builder.build(section), holds=numel(sd), tensors=len(sd), extra=extra,
+                                  where=where)
+    except ValueError as exc:
+        missing = [f"{key} {p!r}" for key, p in files if not os.path.isfile(p)]
+        if missing:  # the weights beyond the checkpoint were to come from a file that is not there
+            raise FileNotFoundError(f"{exc}; the config's {', '.join(missing)} does not exist") from None
+        raise
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,7 +446,8 @@ PRETRAIN_ONLY = (
 
 
 def strip_pretrain_prefix(sd: StateDict, report: LoadReport) -> tuple[StateDict, bool]:
-    """Official ``load_model_from_ckpt``: strip a leading ``ACT_encoder.`` or ``base_model.``."""
+    """Official ``load_model_from_ckpt``: strip a leading ``ACT_encoder.`` or ``base_model.``;
+    two keys that become one raise ``ValueError``."""
     out: StateDict = {}
     renamed = 0
     for k, v in sd.items():
@@ -360,6 +456,9 @@ def strip_pretrain_prefix(sd: StateDict, report: LoadReport) -> tuple[StateDict,
                 k = k[len(p):]
                 renamed += 1
                 break
+        if k in out:
+            raise ValueError(f"{report.source}: key {k!r} appears both with and without a stage-II prefix "
+                             f"{PRETRAIN_PREFIXES}")
         out[k] = v
     if renamed:
         report.layout.append(f"stage-II checkpoint: 'ACT_encoder.'/'base_model.' stripped from {renamed} keys")
@@ -393,17 +492,38 @@ def _load_point_transformer(model: nn.Module, sd: StateDict, report: LoadReport,
 register_official("PointTransformer", build=_build_point_transformer, load=_load_point_transformer)
 
 
-def infer_official_config(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+def infer_official_config(sd: Mapping[str, torch.Tensor], *, source: str = "<state dict>") -> dict[str, Any]:
     """Guess the official ``model:`` section of an (unwrapped, ``module.``-free) checkpoint.
 
     Widths, depths, head type and codebook come from tensor shapes; what shapes cannot
     tell is filled with the official values: 64-d attention heads, 32-point groups, and
     128 groups / 2048 points for 15 classes (ScanObjectNN) else 64 groups / 1024 points.
-    Pass an explicit config when a checkpoint departs from these."""
+    Pass an explicit config when a checkpoint departs from these.
 
+    Every inferred value is bounded by what the checkpoint holds: a depth is the number of
+    blocks present, numbered 0..depth-1 (one stray ``blocks.blocks.1000000.*`` key is an error,
+    not a million-block model). A checkpoint that lacks a tensor the inference needs raises
+    ``ValueError`` naming ``source`` and the key."""
+    try:
+        return _infer_official_config(sd, source)
+    except KeyError as exc:
+        raise ValueError(f"{source}: incomplete ACT checkpoint: tensor {exc.args[0]!r} is missing, so its "
+                         "config cannot be inferred (pass the official config explicitly)") from None
+    except (IndexError, AttributeError, TypeError) as exc:
+        raise ValueError(f"{source}: cannot infer the config from this checkpoint ({exc}); pass the "
+                         "official config explicitly") from None
+
+
+def _infer_official_config(sd: Mapping[str, torch.Tensor], source: str) -> dict[str, Any]:
     def depth(prefix: str) -> int:
-        idx = {int(k[len(prefix):].split(".")[0]) for k in sd if k.startswith(prefix) and k[len(prefix):].split(".")[0].isdigit()}
-        return max(idx) + 1 if idx else 0
+        idx = sorted({int(k[len(prefix):].split(".")[0]) for k in sd
+                      if k.startswith(prefix) and k[len(prefix):].split(".")[0].isdigit()})
+        if idx and idx != list(range(len(idx))):
+            stray = next(i for n, i in enumerate(idx) if i != n)
+            raise ValueError(f"{source}: the checkpoint holds {len(idx)} blocks under {prefix!r} but they are "
+                             f"numbered up to {idx[-1]} (e.g. {prefix}{stray}.*): not a contiguous stack of "
+                             "blocks, so no depth can be inferred")
+        return len(idx)
 
     if "cls_token" in sd and any(k.startswith("cls_head_finetune.") for k in sd):
         C = sd["cls_token"].shape[-1]
@@ -437,8 +557,8 @@ def infer_official_config(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
                     decoder_depth=depth("ACT_decoder.blocks."), decoder_num_heads=max(1, C // 64),
                     cls_loss="cls_pos" in sd, register_shallow_hook=9)
         return dict(NAME="ACT_PointDistillation", loss="cosine", npoints=1024, transformer_config=tcfg, dvae_config=dvae)
-    raise ValueError("cannot recognise the checkpoint layout (neither a fine-tuning, stage-I nor stage-II ACT "
-                     "checkpoint); pass its official config explicitly")
+    raise ValueError(f"{source}: cannot recognise the checkpoint layout (neither a fine-tuning, stage-I nor "
+                     "stage-II ACT checkpoint, or an incomplete one); pass its official config explicitly")
 
 
 # the other model families register their official names

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..models import MODEL_CLASSES, config_from_dict, config_to_dict
+from ..models import MODEL_CLASSES, config_to_dict
 from .cache import atomic_path
-from .convert import CheckpointMismatchError, LoadReport, load_with_rules
+from .convert import LoadReport, load_with_rules
+from .untrusted import bounded_meta_build, check_depths, config_from_untrusted, numel
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +46,32 @@ def model_spec(model: nn.Module, **extra: Any) -> dict[str, Any]:
     return spec
 
 
-def build_from_spec(spec: Mapping[str, Any]) -> nn.Module:
+def spec_to_config(spec: Any, *, where: str) -> tuple[type, Any]:
+    """``(model class, config)`` of a saved spec (``config.json`` or the safetensors metadata),
+    every field checked; any problem is a ``ValueError`` naming ``where``."""
+    if not isinstance(spec, Mapping):
+        raise ValueError(  # noqa: TRY004 - a bad file, not a bad argument: ValueError naming the file
+            f"{where}: expected a JSON object with 'model_class' and 'config', got {type(spec).__name__}")
     cls_name = spec.get("model_class")
-    if cls_name not in MODEL_CLASSES:
-        raise ValueError(f"unknown model_class {cls_name!r}; known: {sorted(MODEL_CLASSES)}")
+    if not isinstance(cls_name, str) or cls_name not in MODEL_CLASSES:
+        raise ValueError(f"{where}: unknown model_class {cls_name!r}; known: {sorted(MODEL_CLASSES)}")
     cls, cfg_cls = MODEL_CLASSES[cls_name]
-    return cls(config_from_dict(cfg_cls, spec.get("config", {})))
+    return cls, config_from_untrusted(cfg_cls, spec.get("config", {}), where=where)
+
+
+def build_from_spec(spec: Mapping[str, Any], *, where: str = "<spec>") -> nn.Module:
+    cls, config = spec_to_config(spec, where=where)
+    return cls(config)
+
+
+def parse_json(text: str, *, where: str) -> Any:
+    """``json.loads`` whose every failure (syntax, absurd nesting) is a plain ``ValueError`` naming ``where``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: invalid JSON (nested too deeply)") from None
 
 
 def save_safetensors(state: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str]) -> None:
@@ -68,7 +89,18 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
             return {k: fh.get_tensor(k) for k in fh.keys()}, meta
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file, without reading its tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 
@@ -154,32 +186,55 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], *, so
     return load_with_rules(model, dict(state), report=report, strict=strict)
 
 
-def load_pretrained(path: str | os.PathLike, *, strict: bool = True) -> nn.Module:
-    """Load a directory written by :func:`save_pretrained` (or a bare act_zoo safetensors file
-    whose metadata carries the config). Returns the model in eval mode."""
+def read_pretrained(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """``(spec, state, where)`` of a directory written by :func:`save_pretrained` or of a bare
+    act_zoo safetensors file whose metadata carries the config; nothing is built yet."""
     path = Path(path)
     if path.is_dir():
         cfg_path, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
         if not cfg_path.is_file() or not weights.is_file():
             raise FileNotFoundError(f"{path} is not a saved act_zoo model (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
         try:
-            spec = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{cfg_path}: invalid JSON ({exc})") from exc
+            text = cfg_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{cfg_path}: not UTF-8 text ({exc.reason})") from None
+        where = str(cfg_path)
+        spec = parse_json(text, where=where)
         state, _ = read_safetensors(weights)
     else:
         state, meta = read_safetensors(path)
         if _META_KEY not in meta:
             raise ValueError(f"{path}: no act_zoo config in the safetensors metadata; pass config=...")
-        spec = json.loads(meta[_META_KEY])
-    model = build_from_spec(spec)
-    try:
-        report = load_state_strict(model, state, source=str(path), strict=strict)
-    except CheckpointMismatchError:
-        raise
-    model.load_report = report  # type: ignore[attr-defined]
-    model.pretrained_spec = spec  # type: ignore[attr-defined]
+        where = f"{path} (metadata {_META_KEY!r})"
+        spec = parse_json(meta[_META_KEY], where=where)
+    spec_to_config(spec, where=where)  # checked before anything is built
+    return spec, state, where
+
+
+def build_pretrained(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], *, where: str,
+                     source: str, strict: bool = True) -> nn.Module:
+    """Build ``spec``'s model and load ``state``: first on the meta device, bounded by what
+    ``state`` holds and checked key by key (shapes, dtypes), then for real. Eval mode."""
+    cls, config = spec_to_config(spec, where=where)
+    check_depths(config, tensors=len(state), where=where)
+    meta = bounded_meta_build(lambda: cls(config), holds=numel(state), tensors=len(state), where=where)
+    load_state_strict(meta, state, source=source, strict=strict)
+    del meta
+    model = cls(config)
+    model.load_report = load_state_strict(model, state, source=source, strict=strict)  # type: ignore[attr-defined]
+    model.pretrained_spec = dict(spec)  # type: ignore[attr-defined]
     return model.eval()
+
+
+def load_pretrained(path: str | os.PathLike, *, strict: bool = True) -> nn.Module:
+    """Load a directory written by :func:`save_pretrained` (or a bare act_zoo safetensors file
+    whose metadata carries the config). Returns the model in eval mode.
+
+    Every problem with the files (bad JSON, a config of the wrong shape or types, a config
+    larger than its weights) is a ``ValueError`` naming the file; nothing is allocated before
+    the config has been checked against the weights on the meta device."""
+    spec, state, where = read_pretrained(path)
+    return build_pretrained(spec, state, where=where, source=str(path), strict=strict)
 
 
 def push_to_hub(

@@ -23,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
 from torch import nn
 
 from ..models import MODEL_CLASSES, config_from_dict
-from .cache import OfflineError, cache_dir, is_offline, read_metadata
 from .convert import (
     PRETRAIN_ONLY,
     KeyRule,
@@ -39,17 +37,25 @@ from .convert import (
     strip_pretrain_prefix,
 )
 from .download import (
-    ChecksumError,
     DownloadError,
     download_gdrive,
     download_url,
     hf_hub_file,
     parse_gdrive_id,
     parse_hf_spec,
-    sha256_file,
 )
-from .io import CONFIG_NAME, WEIGHTS_NAME, load_pretrained, read_safetensors, save_pretrained
+from .http_fetch import drop_download
+from .io import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    build_pretrained,
+    load_pretrained,
+    read_pretrained,
+    read_safetensors_metadata,
+)
 from .manifest import ManifestError, WeightsRecord, load_records, validate_record
+from .resolve import availability, converted_dir, read_weights, resolve_weights, store_converted  # noqa: F401
+from .untrusted import bounded_meta_build, numel
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +88,13 @@ def unregister_weights(name: str) -> None:
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Registered names matching the glob ``pattern``; ``pretrained=True`` keeps those with weights."""
-    return sorted(n for n, r in _all_records().items() if fnmatch.fnmatch(n, pattern) and (r.has_weights or not pretrained))
+    """Registered names matching ``pattern`` (a glob, or a plain substring when it has no glob
+    characters, both case-insensitive); ``pretrained=True`` keeps those with weights."""
+    pattern = pattern.lower()
+    if not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
+    return sorted(n for n, r in _all_records().items()
+                  if fnmatch.fnmatchcase(n.lower(), pattern) and (r.has_weights or not pretrained))
 
 
 def get_record(name: str) -> WeightsRecord:
@@ -104,7 +115,9 @@ def model_info(name: str) -> dict[str, Any]:
     return get_record(name).to_dict()
 
 
-def _build(record: WeightsRecord, overrides: Mapping[str, Any]) -> nn.Module:
+def _build(record: WeightsRecord, overrides: Mapping[str, Any], *, holds: int | None = None) -> nn.Module:
+    """Build ``record``'s model; with ``holds`` (the elements of its weights), first on the meta
+    device, bounded by them (see :func:`~act_zoo.hub.untrusted.bounded_meta_build`)."""
     if record.model_class not in MODEL_CLASSES:
         raise ManifestError(f"{record.origin}: unknown model_class {record.model_class!r}")
     cls, cfg_cls = MODEL_CLASSES[record.model_class]
@@ -115,6 +128,8 @@ def _build(record: WeightsRecord, overrides: Mapping[str, Any]) -> nn.Module:
         if bad:
             raise ValueError(f"{record.name}: unknown config overrides {sorted(bad)}; valid: {sorted(names)}")
         config = dataclasses.replace(config, **overrides)
+    if holds is not None:
+        bounded_meta_build(lambda: cls(config), holds=holds, where=record.origin or record.name)
     return cls(config)
 
 
@@ -123,11 +138,11 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Mo
     converting them once). ``overrides`` change config fields; with pretrained weights, a
     changed head (e.g. ``cls_dim``) is freshly initialised and reported, like timm."""
     record = get_record(name)
-    model = _build(record, overrides)
-    if pretrained:
-        if not record.has_weights:
-            raise ValueError(f"{record.name} has no published weights (pretrained=False builds it)")
-        state, _ = read_safetensors(resolve_weights(record))
+    if pretrained and not record.has_weights:
+        raise ValueError(f"{record.name} has no published weights (pretrained=False builds it)")
+    state = read_weights(record) if pretrained else None
+    model = _build(record, overrides, holds=numel(state) if state is not None else None)
+    if state is not None:
         rules: tuple[KeyRule, ...] = ()
         own = model.state_dict()
         changed = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
@@ -142,65 +157,6 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Mo
     return model.eval() if pretrained else model
 
 
-# ----------------------------------------------------------------------------------------------
-# weights resolution: cache -> download -> convert once -> safetensors
-# ----------------------------------------------------------------------------------------------
-def converted_dir(record: WeightsRecord) -> Path:
-    return cache_dir() / "converted" / record.name
-
-
-def resolve_weights(record: WeightsRecord, *, progress: bool = True) -> Path:
-    """Path of ``record``'s weights as act_zoo safetensors (downloaded/converted if needed)."""
-    if record.format == "safetensors" and record.convert == "none":
-        return _fetch(record, progress=progress)
-    out = converted_dir(record) / WEIGHTS_NAME
-    if out.is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out) + ".lock"):
-        if out.is_file():
-            return out
-        raw = _fetch(record, progress=progress)
-        model = convert_official_file(record, raw)
-        meta = read_metadata(raw) or {}
-        save_pretrained(model, out.parent, name=record.name, metrics=record.metrics or None,
-                        source=f"{record.sources[0]} (sha256 {meta.get('sha256', 'unknown')})",
-                        description=record.description)
-        report = getattr(model, "load_report", None)
-        if report is not None:  # keep what the conversion loaded, initialised and dropped
-            (out.parent / "conversion_report.txt").write_text(report.format(max_keys=10_000) + "\n", encoding="utf-8")
-        logger.info("converted %s once; cached at %s", record.name, out)
-    return out
-
-
-def _fetch(record: WeightsRecord, *, progress: bool) -> Path:
-    """Download (or find cached) the raw file of ``record``, trying its sources in order."""
-    errors: list[str] = []
-    for src in record.sources:
-        try:
-            kind = src["type"]
-            if kind == "package":
-                path = Path(__file__).resolve().parent.parent / src["path"]
-                if not path.is_file():
-                    raise FileNotFoundError(f"packaged weights missing: {path}")
-                if record.sha256 is not None and sha256_file(path) != record.sha256:
-                    raise ChecksumError(f"packaged weights {path} do not match the manifest sha256 {record.sha256}")
-                return path
-            if kind == "gdrive":
-                return download_gdrive(src["id"], sha256=record.sha256, filename=src.get("filename"),
-                                       expected_size=record.size_bytes, progress=progress)
-            if kind == "url":
-                return download_url(src["url"], sha256=record.sha256, filename=src.get("filename"),
-                                    expected_size=record.size_bytes, progress=progress)
-            if kind == "hf":
-                return hf_hub_file(src["repo"], src.get("filename", WEIGHTS_NAME), revision=src.get("revision"))
-        except (DownloadError, OfflineError, OSError) as exc:
-            errors.append(f"{src.get('type')}: {exc}")
-            logger.warning("source %s of %s failed: %s", src, record.name, exc)
-    offline = " (offline mode: only the cache is used)" if is_offline() else ""
-    raise DownloadError(f"could not obtain weights for {record.name}{offline}:\n  " + "\n  ".join(errors))
-
-
 def convert_official_file(record: WeightsRecord, path: Path) -> nn.Module:
     """Official ``.pth`` -> act_zoo model, by the record's ``convert`` rule."""
     if record.convert in ("finetune", "official"):
@@ -209,7 +165,7 @@ def convert_official_file(record: WeightsRecord, path: Path) -> nn.Module:
         sd, layout, source = read_checkpoint(path)
         report = LoadReport(model_name=record.name, source=source, layout=layout)
         sd, _ = strip_pretrain_prefix(sd, report)
-        model = _build(record, {})
+        model = _build(record, {}, holds=numel(sd))
         load_with_rules(model, sd, report=report, may_be_unexpected=PRETRAIN_ONLY)
         model.load_report = report  # type: ignore[attr-defined]
         return model.eval()
@@ -255,39 +211,53 @@ def _from_source(source: str, *, strict: bool, config: Mapping[str, Any] | None)
         return _from_local(path, strict=strict, config=config)
     if source.startswith(("https://", "http://")):
         gid = parse_gdrive_id(source)
-        file = download_gdrive(gid) if gid else download_url(source)
-        return _from_local(file, strict=strict, config=config)
+        return _from_download(download_gdrive(gid) if gid else download_url(source), strict=strict, config=config)
     records = _all_records()
     if source in records or any(n.split(".")[0] == source for n in records):
         return create_model(source, pretrained=True)
     gid = parse_gdrive_id(source)
     if gid:
-        return _from_local(download_gdrive(gid), strict=strict, config=config)
+        return _from_download(download_gdrive(gid), strict=strict, config=config)
     get_record(source)  # raises with close-match suggestions
     raise AssertionError("unreachable")
+
+
+def _from_download(file: Path, *, strict: bool, config: Mapping[str, Any] | None) -> nn.Module:
+    """A downloaded file: one that cannot even be read is dropped from the cache, so the next
+    call fetches it again instead of failing the same way forever."""
+    try:
+        read = _read_local(file)
+    except ValueError as exc:
+        drop_download(file)
+        raise ValueError(f"{exc}\n(the cached copy {file} was removed; the next call downloads it again)") from exc
+    return _build_local(read, strict=strict, config=config)
 
 
 def _from_local(path: Path, *, strict: bool, config: Mapping[str, Any] | None) -> nn.Module:
     if path.is_dir():
         return load_pretrained(path, strict=strict)
-    if path.suffix == ".safetensors":
-        state, meta = read_safetensors(path)
-        if "act_zoo_config" in meta:
-            return load_pretrained(path, strict=strict)
-        return _official(state, config, strict=strict, source=str(path))
-    sd, layout, source = read_checkpoint(path)
-    return _official(sd, config, strict=strict, source=source)
+    return _build_local(_read_local(path), strict=strict, config=config)
 
 
-def _official(state: Mapping[str, torch.Tensor], config: Mapping[str, Any] | None, *, strict: bool,
-              source: str) -> nn.Module:
-    sd = {k.replace("module.", ""): v for k, v in state.items()}
+def _read_local(path: Path) -> tuple[str, Any]:
+    """Read a local file, nothing built: ``("act_zoo", (spec, state, where))`` for act_zoo
+    safetensors, ``("official", (state dict, source))`` for anything else."""
+    if path.suffix == ".safetensors" and "act_zoo_config" in read_safetensors_metadata(path):
+        return "act_zoo", read_pretrained(path)
+    sd, _, source = read_checkpoint(path)
+    return "official", (sd, source)
+
+
+def _build_local(read: tuple[str, Any], *, strict: bool, config: Mapping[str, Any] | None) -> nn.Module:
+    kind, data = read
+    if kind == "act_zoo":
+        spec, state, where = data
+        return build_pretrained(spec, state, where=where, source=where.split(" (")[0], strict=strict)
+    sd, source = data
     if config is None:
-        config = infer_official_config(sd)
+        config = infer_official_config(sd, source=source)
         logger.info("%s: inferred official config %s", source, json.dumps(config))
-    model = from_official(sd, config, strict=strict)
-    model.load_report.source = source  # type: ignore[attr-defined]
-    return model
+    return from_official(sd, config, strict=strict, source=source)
 
 
 def reset_registry() -> None:

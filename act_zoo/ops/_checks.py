@@ -31,8 +31,3 @@ def check_same_batch(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
         raise ValueError(f"{names}: batch sizes differ ({a.shape[0]} vs {b.shape[0]})")
     if a.device != b.device:
         raise ValueError(f"{names}: tensors are on different devices ({a.device} vs {b.device})")
-
-
-def index_dtype(x: torch.Tensor) -> torch.dtype:
-    """Index computations run in float32, like the official CUDA kernels."""
-    return torch.float32

@@ -48,7 +48,15 @@ class DataConfig:
     ``dataset``: ``synthetic`` (procedural shapes, offline), ``shapenet55``, ``modelnet40``,
     ``scanobjectnn`` (``variant`` PB_T50_RS | OBJ_BG | OBJ_ONLY), ``modelnet40_fewshot``,
     ``shapenetpart``, ``folder`` (class-per-folder tree at ``root``) or ``list`` (``root`` is a
-    CSV/JSON list for training, ``test_root`` for testing)."""
+    CSV/JSON list for training, ``test_root`` for testing).
+
+    Your own files (``folder`` / ``list``; ``test_root`` may be either kind): every file is read
+    once before training (unreadable ones are listed; ``skip_bad`` trains without them and the
+    summary reports them). ``val_split``: the share of each class held out from ``root`` as a
+    seeded (``data_seed``), stratified, file-level *validation* split; None means 0.2 without
+    ``test_root`` and none with it. Evaluating on the training files is never done: with
+    ``val_split: 0`` a ``test_root`` is required, and a test file that is also a training file
+    is an error."""
 
     dataset: str = "synthetic"
     root: str | None = None
@@ -65,6 +73,9 @@ class DataConfig:
     clutter: bool = False
     points_per_cloud: int | None = None  # points generated per synthetic cloud (default: 1.2 x npoints)
     data_seed: int = 0
+    # your own files (folder / list)
+    val_split: float | None = None
+    skip_bad: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,12 @@ class FinetuneConfig:
     ``init``: pretrained weights (stage-II run dir, registry name, official checkpoint) or
     None for training from scratch. ``vote``: passes of the voting evaluation (10, official);
     ``test_vote_repeats``: the official TEST_VOTE (best of N repeated votes), off by default and
-    always reported as such."""
+    always reported as such. ``keep_head``: keep the head of an ``init`` classifier (None: only
+    when its ``class_names`` are the data's; the official start is a fresh head).
+
+    Epochs: ``run.max_epoch`` keeps the official meaning, epochs ``0 .. max_epoch`` run, so
+    ``max_epoch: 300`` is 301 epochs. ``act-zoo train finetune --data DIR --epochs E`` (Python
+    ``finetune(epochs=E)``) runs exactly ``E`` epochs: it sets ``run.max_epoch = E - 1``."""
 
     model: ClassifierConfig = ClassifierConfig()
     init: str | None = None
@@ -157,6 +173,7 @@ class FinetuneConfig:
     rotate: bool = True
     vote: int = 10
     test_vote_repeats: int = 0
+    keep_head: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,12 +33,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
+from .checkpoint import TrainState, load_checkpoint, save_checkpoint, select_checkpoint, unwrap
 from .config import OptimConfig, RunConfig, SchedulerConfig
-from .distributed import DistInfo, all_reduce_mean, barrier, broadcast_object, init_distributed
+from .distributed import (
+    DistInfo,
+    RunningStatsSync,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    init_distributed,
+)
 from .monitor import Monitor
 from .optim import CosineSchedule, build_optimizer
 from .provenance import run_provenance
+from .rundir import RunDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +105,21 @@ class MicroBatches(Sampler[list[int]]):
 
 class Trainer:
     """Runs a :class:`Task` with the official optimizer/schedule, DDP, AMP, accumulation,
-    clipping, checkpoints and exact resume."""
+    clipping, checkpoints and exact resume.
+
+    The run directory is held for the whole run (a second trainer on it fails at once). A new
+    run needs an empty (or new) directory unless ``overwrite``; ``resume`` continues from the
+    newest intact checkpoint there."""
 
     def __init__(self, task: Task, *, run: RunConfig, optim: OptimConfig, scheduler: SchedulerConfig,
-                 dist: DistInfo | None = None, resume: bool = False, double_step: bool = False,
-                 find_unused_parameters: bool = False, config_text: str | None = None) -> None:
+                 dist: DistInfo | None = None, resume: bool = False, overwrite: bool = False,
+                 double_step: bool = False, find_unused_parameters: bool = False,
+                 config_text: str | None = None) -> None:
         self.task, self.run, self.optim_cfg, self.sched_cfg = task, run, optim, scheduler
         self.dist = dist or init_distributed(run.device)
         self.resume = resume
+        self.overwrite = overwrite
+        self.run_id = ""
         self.double_step = double_step
         self.find_unused = find_unused_parameters
         self.run_dir = Path(run.out_dir)
@@ -126,15 +142,45 @@ class Trainer:
         g = torch.Generator().manual_seed(derive_seed(self.run.seed, "order", epoch))
         return torch.randperm(n, generator=g)
 
+    def _on_main(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` on rank 0 only (the one process that touches the run directory); its result,
+        or its error as the same message, reaches every rank (this is also a barrier)."""
+        result, error = None, None
+        if self.dist.is_main:
+            try:
+                result = fn()
+            except Exception as exc:
+                if not self.dist.enabled:
+                    raise
+                error = exc
+        result, message = broadcast_object((result, None if error is None else f"{type(error).__name__}: {error}"),
+                                           self.dist)
+        if error is not None:
+            raise error
+        if message is not None:
+            raise RuntimeError(f"rank 0 failed: {message}")
+        return result
+
     # -- main entry ------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        rundir = RunDirectory(self.run_dir)
+
+        def claim() -> None:
+            rundir.open(resume=self.resume, overwrite=self.overwrite)
+
+        self._on_main(claim)
+        try:
+            return self._fit()
+        finally:
+            rundir.close()
+
+    def _fit(self) -> dict[str, Any]:
         run, dist = self.run, self.dist
         if run.threads:
             torch.set_num_threads(run.threads)
         if run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         seed_everything(derive_seed(run.seed, "init"))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if dist.is_main and self.config_text is not None:
             (self.run_dir / "train_config.yaml").write_text(self.config_text, encoding="utf-8")
 
@@ -145,17 +191,21 @@ class Trainer:
         schedule = CosineSchedule(optimizer, self.sched_cfg, epochs=run.max_epoch)
         scaler = torch.amp.GradScaler(dist.device.type) if run.amp == "fp16" else None
         state = TrainState()
-        ckpt = latest_checkpoint(self.run_dir) if self.resume else None
+        ckpt = self._on_main(lambda: select_checkpoint(self.run_dir)) if self.resume else None
         if self.resume and ckpt is None:
             logger.warning("--resume: no checkpoint in %s, starting from scratch", self.run_dir)
         if ckpt is not None:
-            state = load_checkpoint(ckpt, model, optimizer, scaler=scaler)
-            logger.info("resumed from %s (epoch %d, step %d)", ckpt, state.epoch, state.global_step)
+            state = load_checkpoint(ckpt.path, model, optimizer, scaler=scaler)
+            self.run_id = ckpt.run_id
+            logger.info("resumed from %s (epoch %d, step %d)", ckpt.path, state.epoch, state.global_step)
+        else:
+            self.run_id = uuid.uuid4().hex  # marks this run's checkpoints: pruning touches no other run's
         wrapped: nn.Module = model
-        if dist.enabled:
+        self.stats_sync = RunningStatsSync(model, dist)
+        if dist.enabled:  # BatchNorm statistics are composed across ranks after each step (RunningStatsSync)
             wrapped = nn.parallel.DistributedDataParallel(
                 model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
-                find_unused_parameters=self.find_unused)
+                find_unused_parameters=self.find_unused, broadcast_buffers=False)
         monitor = Monitor(self.run_dir, tensorboard=run.tensorboard, enabled=dist.is_main)
         monitor.resume_at(state.global_step)
 
@@ -170,7 +220,7 @@ class Trainer:
 
             total = min((run.max_epoch + 1) * steps, run.max_steps or math.inf)
             progress = tqdm(total=int(total), initial=state.global_step, desc=self.task.name, unit="step",
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, disable=None)  # None: silent when stderr is not a terminal
         stop = False
         t0 = time.time()
         while state.epoch <= run.max_epoch and not stop:
@@ -231,6 +281,8 @@ class Trainer:
                         batches: Iterator, epoch: int, step: int) -> dict[str, float]:
         run, dist = self.run, self.dist
         sums: dict[str, float] = {}
+        if dist.enabled:
+            self.stats_sync.begin_step()
         for a in range(run.accumulate):
             batch = next(batches)
             micro = dist.rank * run.accumulate + a
@@ -261,6 +313,7 @@ class Trainer:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if dist.enabled:
+            self.stats_sync.end_step()
             keys = sorted(sums)
             reduced = all_reduce_mean(torch.tensor([sums[k] for k in keys], dtype=torch.float64), dist)
             sums = dict(zip(keys, reduced.tolist()))
@@ -296,9 +349,8 @@ class Trainer:
                                               description=f"best {key} over evaluations (epoch {epoch})")
 
     def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, state: TrainState) -> None:
-        if self.dist.is_main:
-            save_checkpoint(self.run_dir, model, optimizer, state, scaler=scaler, keep=self.run.keep_checkpoints)
-        barrier(self.dist)
+        self._on_main(lambda: save_checkpoint(self.run_dir, model, optimizer, state, run_id=self.run_id, scaler=scaler,
+                                              keep=self.run.keep_checkpoints))
 
     def _finalize(self, model: nn.Module, summary: dict[str, Any]) -> dict[str, Any]:
         if self.dist.is_main:

@@ -107,12 +107,7 @@ class Monitor:
         """``plots/train.png`` and ``plots/eval.png`` (loss / metric curves)."""
         if not self.enabled:
             return []
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
+        if not _have_matplotlib():
             logger.info("matplotlib not installed: no plots")
             return []
         out = []
@@ -121,7 +116,8 @@ class Monitor:
             series = [s for s in series if s[1]]
             if not series:
                 continue
-            fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.5), squeeze=False)
+            fig = _agg_figure(figsize=(4.5 * len(series), 3.5))
+            axes = fig.subplots(1, len(series), squeeze=False)
             for ax, (k, xs, ys) in zip(axes[0], series):
                 ax.plot(xs, ys, marker="." if len(xs) < 50 else None)
                 ax.set_title(k)
@@ -131,22 +127,36 @@ class Monitor:
             path = self.run_dir / "plots" / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=90)
-            plt.close(fig)
             out.append(path)
         return out
 
 
+def _have_matplotlib() -> bool:
+    """matplotlib is optional (the ``train`` extra) and imported only when plotting."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        return False
+    return True
+
+
+def _agg_figure(**kwargs: Any) -> Any:
+    """A matplotlib ``Figure`` drawn by the Agg canvas, outside pyplot: the user's backend and
+    pyplot's figure list are never touched (no ``matplotlib.use``, nothing to close)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def plot_reconstructions(path: Path, inputs: Sequence[Any], recons: Sequence[Any], title: str = "") -> Path | None:
     """Side-by-side 3-D scatter plots of input clouds and their stage-I reconstructions."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if not _have_matplotlib():
         return None
     n = len(inputs)
-    fig = plt.figure(figsize=(4 * n, 8))
+    fig = _agg_figure(figsize=(4 * n, 8))
     for i, (a, b) in enumerate(zip(inputs, recons)):
         for row, (pts, label) in enumerate(((a, "input"), (b, "reconstruction"))):
             ax = fig.add_subplot(2, n, row * n + i + 1, projection="3d")
@@ -159,5 +169,4 @@ def plot_reconstructions(path: Path, inputs: Sequence[Any], recons: Sequence[Any
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return Path(path)

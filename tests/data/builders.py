@@ -87,8 +87,9 @@ SCAN_FILES = {
 
 def write_scanobjectnn(root: Path, *, items: int = 5, points: int = 32, seed: int = 0) -> dict:
     """Every variant's h5 pair under ``root``; each file has distinct data. Returns them."""
-    import h5py
+    import pytest
 
+    h5py = pytest.importorskip("h5py")  # the io extra
     rng = np.random.default_rng(seed)
     out = {}
     for (variant, split), rel in SCAN_FILES.items():

@@ -7,14 +7,12 @@ import io
 import os
 import pickle
 import struct
+import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
-import plyfile
 import pytest
-import trimesh
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from act_zoo.data import (
     SUPPORTED_EXTENSIONS,
@@ -37,6 +35,13 @@ from .builders import (
     write_shapenet55,
     write_shapenetpart,
 )
+
+# the io extra and hypothesis (dev): the whole module skips without them, it never errors at collection
+plyfile = pytest.importorskip("plyfile")
+trimesh = pytest.importorskip("trimesh")
+pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 # ACT_ZOO_FUZZ_EXAMPLES=2000 runs a long, randomised campaign; the default is short and fixed
 _EXAMPLES = int(os.environ.get("ACT_ZOO_FUZZ_EXAMPLES", "0"))
@@ -104,6 +109,7 @@ MORE_VALID = _more_valid_files()
 HUGE = {
     ".npy": lambda n: _npy_header(f"({n}, 3)"),
     ".npz": lambda n: _npz_with(_npy_header(f"({n}, 3)")),
+    "deflated.npz": lambda n: _npz_with(_npy_header(f"({n}, 3)"), zipfile.ZIP_DEFLATED),
     ".ply": lambda n: (
         f"ply\nformat binary_little_endian 1.0\nelement vertex {n}\n"
         "property float x\nproperty float y\nproperty float z\nend_header\n"
@@ -123,11 +129,9 @@ def _npy_header(shape: str) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + b"\0" * 24
 
 
-def _npz_with(member: bytes) -> bytes:
-    import zipfile
-
+def _npz_with(member: bytes, compression: int = zipfile.ZIP_STORED) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
+    with zipfile.ZipFile(buf, "w", compression=compression) as zf:
         zf.writestr("points.npy", member)
     return buf.getvalue()
 
@@ -188,7 +192,7 @@ def test_read_points_truncated_and_mutated_second_encodings(fuzz_dir: Path, name
 @given(count=st.integers(10**6, 10**15))
 def test_read_points_huge_headers(fuzz_dir: Path, ext: str, count: int):
     """A header declaring far more data than the file holds is refused before any allocation."""
-    path = fuzz_dir / f"huge{ext}"
+    path = fuzz_dir / f"huge.{ext.lstrip('.')}"
     path.write_bytes(HUGE[ext](count))
     with pytest.raises(DatasetError) as info:
         read_points(path, num_points=8)
@@ -204,6 +208,69 @@ def test_every_valid_sample_reads():
             path = Path(d) / f"ok{ext}"
             path.write_bytes(data)
             assert read_points(path, num_points=8).shape == (8, 3), ext
+
+
+# ----------------------------------------------------------------------------- compressed .npz members
+
+COMPRESSIONS = {"deflate": zipfile.ZIP_DEFLATED, "bzip2": zipfile.ZIP_BZIP2, "lzma": zipfile.ZIP_LZMA}
+
+
+def _compressed_npz(compression: int) -> bytes:
+    pts = np.random.default_rng(1).normal(size=(20, 3)).astype(np.float32)
+    member = io.BytesIO()
+    np.save(member, pts)
+    return _npz_with(member.getvalue(), compression)
+
+
+def _bounded_read(path: Path, limit: int = 32 * 2**20) -> None:
+    """Success or DatasetError, and never more memory than ``limit`` (the LZMA decoder alone
+    takes ~8 MB)."""
+    tracemalloc.start()
+    try:
+        _check_cloud_or_error(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < limit, f"{path.name}: {peak} bytes for a {path.stat().st_size}-byte file"
+
+
+@pytest.mark.parametrize("compression", sorted(COMPRESSIONS))
+@FUZZ
+@given(cut=st.floats(0.0, 1.0, exclude_max=True), flips=FLIPS)
+def test_compressed_npz_truncated_and_mutated(fuzz_dir: Path, compression: str, cut: float, flips: list):
+    valid = bytearray(_compressed_npz(COMPRESSIONS[compression]))
+    for where, value in flips:
+        valid[int(where * len(valid))] = value
+    path = fuzz_dir / f"mutated_{compression}.npz"
+    path.write_bytes(bytes(valid[: max(0, int(cut * len(valid)) if cut > 0 else len(valid))]))
+    _bounded_read(path)
+
+
+@pytest.mark.parametrize("compression", sorted(COMPRESSIONS))
+@FUZZ
+@given(declared=st.integers(0, 2**32 - 1), compressed=st.integers(0, 2**32 - 1), rows=st.integers(0, 2**30),
+       forge_compressed=st.booleans())
+def test_compressed_npz_forged_sizes(fuzz_dir: Path, compression: str, declared: int, compressed: int, rows: int,
+                                     forge_compressed: bool):
+    """Any uncompressed / compressed sizes in the zip fields and any shape in the .npy header:
+    memory follows the bytes that really inflate (the archive is a few hundred bytes)."""
+    data = bytearray(_npz_with(_npy_header(f"({rows}, 3)"), COMPRESSIONS[compression]))
+    local, central = data.index(b"PK\x03\x04"), data.index(b"PK\x01\x02")
+    for offset in (local + 22, central + 24):
+        struct.pack_into("<I", data, offset, declared)
+    if forge_compressed:
+        for offset in (local + 18, central + 20):
+            struct.pack_into("<I", data, offset, compressed)
+    path = fuzz_dir / f"forged_{compression}.npz"
+    path.write_bytes(bytes(data))
+    _bounded_read(path)
+
+
+def test_compressed_fuzz_seeds_are_valid(fuzz_dir: Path):
+    for name, compression in COMPRESSIONS.items():
+        path = fuzz_dir / f"seed_{name}.npz"
+        path.write_bytes(_compressed_npz(compression))
+        assert read_points(path, num_points=8).shape == (8, 3), name
 
 
 # ----------------------------------------------------------------------------- official readers

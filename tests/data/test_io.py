@@ -6,13 +6,14 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import plyfile
 import pytest
-import trimesh
 
 from act_zoo.data import SUPPORTED_EXTENSIONS, DatasetError, read_points
 
 from .builders import pcd_bytes
+
+plyfile = pytest.importorskip("plyfile")  # the io extra: the whole module skips without it
+trimesh = pytest.importorskip("trimesh")
 
 
 def ref_fps(xyz: np.ndarray, n: int) -> np.ndarray:
@@ -317,7 +318,7 @@ def test_pcd_written_by_pypcd4_with_real_lzf(tmp_path: Path):
 
 def test_pcd_header_variants(tmp_path: Path, pts):
     rows = "\n".join("  ".join(f"{v:.7g}" for v in p) + " \t" for p in pts)  # runs of blanks, trailing blanks
-    no_count = f"FIELDS x y z _\nSIZE 4 4 4 4\nTYPE F F F F\nWIDTH 50\nHEIGHT 1\nDATA ascii\n"
+    no_count = "FIELDS x y z _\nSIZE 4 4 4 4\nTYPE F F F F\nWIDTH 50\nHEIGHT 1\nDATA ascii\n"
     padded = "\n".join(r + " 0" for r in rows.splitlines())
     (tmp_path / "a.pcd").write_text(no_count + padded + "\n")  # no COUNT, no POINTS, a '_' padding field
     np.testing.assert_allclose(read_points(tmp_path / "a.pcd"), pts, rtol=1e-6)

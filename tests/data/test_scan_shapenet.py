@@ -6,7 +6,6 @@ import json
 import pickle
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -16,6 +15,8 @@ from act_zoo.ops import furthest_point_sample
 
 from .builders import SCAN_FILES, write_scanobjectnn, write_shapenet55, write_shapenetpart
 from .test_modelnet import ref_pc_normalize
+
+h5py = pytest.importorskip("h5py")  # the io extra: the whole module skips without it
 
 # ----------------------------------------------------------------------------- ScanObjectNN
 

@@ -3,9 +3,12 @@
 :class:`LocalServer` runs a :class:`http.server.ThreadingHTTPServer` in a daemon thread and serves
 byte payloads registered by the tests:
 
-* :meth:`LocalServer.add_file`: a file with ``Content-Length`` and ``Range`` support, optionally
+* :meth:`LocalServer.add_file`: a file with ``Content-Length``, ``Range``/``If-Range`` support and
+  validators (a strong ``ETag`` and a ``Last-Modified`` date unless switched off), optionally
   truncated (``Content-Length`` larger than what is sent, then the connection is closed), ignoring
-  ``Range`` (answers 200), or slow (sent in small pieces with pauses);
+  ``Range`` (answers 200), slow (sent in small pieces with pauses), without ``Content-Length``
+  (the body ends when the connection closes) or endless;
+* :meth:`LocalServer.replace`: the file at a path changes (new bytes, new validators);
 * :meth:`LocalServer.add_gdrive`: a Google-Drive-like ``/uc`` endpoint that answers with an HTML
   confirm page first (``"cookie"``/``"link"``: old flow, ``"form"``: current ``download-form`` flow
   served through ``/download``), or with an error page (``"quota"``, ``"permission"``), or directly.
@@ -15,6 +18,8 @@ Every request is recorded (:attr:`LocalServer.requests`) so tests can count down
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import html
 import threading
 import time
@@ -34,6 +39,7 @@ class Request:
     query: dict[str, str]
     range: str | None
     cookie: str | None
+    if_range: str | None = None
 
 
 @dataclass
@@ -47,7 +53,18 @@ class Route:
     content_type: str = "application/octet-stream"
     headers: dict[str, str] = field(default_factory=dict)
     status: int = 200  # any other status is sent as-is with the body and headers (no Range logic)
+    etag: bool = True  # send a strong ETag derived from the bytes
+    last_modified: bool = True  # send a Last-Modified date (changes with the version)
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
+    endless: bool = False  # no Content-Length and a body that never ends (zeros, until the client hangs up)
+    version: int = 0  # bumped by LocalServer.replace
     served: int = 0
+
+    def etag_value(self) -> str:
+        return '"' + hashlib.sha256(self.data).hexdigest()[:20] + '"'
+
+    def last_modified_value(self) -> str:
+        return email.utils.formatdate(1_700_000_000 + 3600 * self.version, usegmt=True)
 
 
 @dataclass
@@ -98,7 +115,14 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         with owner.lock:
             owner.requests.append(
-                Request(method, parsed.path, query, self.headers.get("Range"), self.headers.get("Cookie"))
+                Request(
+                    method,
+                    parsed.path,
+                    query,
+                    self.headers.get("Range"),
+                    self.headers.get("Cookie"),
+                    self.headers.get("If-Range"),
+                )
             )
         try:
             if parsed.path == "/uc":
@@ -135,8 +159,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self._write(data)
             return
+        if route.endless or route.no_length:
+            self._serve_unsized(route)
+            return
         start = 0
         header = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
+        if header and if_range is not None:  # RFC 9110 13.1.5: a stale validator means "send it all"
+            current = {route.etag_value() if route.etag else None}
+            current.add(route.last_modified_value() if route.last_modified else None)
+            if if_range not in current:
+                header = None
         if header and not route.ignore_range:
             spec = header.strip().removeprefix("bytes=")
             start = int(spec.split("-", 1)[0])
@@ -156,6 +189,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", route.content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
+        if route.etag:
+            self.send_header("ETag", route.etag_value())
+        if route.last_modified:
+            self.send_header("Last-Modified", route.last_modified_value())
         for key, value in route.headers.items():
             self.send_header(key, value)
         self.end_headers()
@@ -171,6 +208,28 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(route.slow_s / pieces)
         else:
             self._write(body)
+
+    def _serve_unsized(self, route: Route) -> None:
+        """A 200 without Content-Length; the connection closes after the body (or never ends)."""
+        with self.server.owner.lock:
+            route.served += 1
+            truncate = route.served <= route.truncate_times
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", route.content_type)
+        self.send_header("Connection", "close")
+        for key, value in route.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if route.endless:
+            chunk = bytes(1 << 16)  # safety net: at most 64 MiB / 10 s; the client is expected to hang up
+            deadline = time.monotonic() + 10.0
+            for _ in range(1024):
+                if time.monotonic() > deadline:
+                    break
+                self._write(chunk)
+        else:
+            self._write(route.data[: len(route.data) // 2] if truncate else route.data)
 
     def _file_route(self, f: GDriveFile) -> Route:
         return Route(f.data, headers={"Content-Disposition": f'attachment; filename="{f.name}"'})
@@ -286,6 +345,13 @@ class LocalServer:
         if flow not in _GDRIVE_FLOWS:
             raise ValueError(f"unknown flow {flow!r}")
         self.gdrive[file_id] = GDriveFile(data, name, flow)
+
+    def replace(self, path: str, data: bytes) -> None:
+        """The file at ``path`` changes: new bytes, new ETag and Last-Modified."""
+        with self.lock:
+            route = self.routes[path]
+            route.data = data
+            route.version += 1
 
     # -- inspection ---------------------------------------------------------------------------------
     def requests_for(self, path: str) -> list[Request]:

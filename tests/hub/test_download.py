@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from act_zoo.hub import cache, download
+from act_zoo.hub import cache, http_fetch
+from act_zoo.hub import gdrive as gdrive_module
 from act_zoo.hub.cache import OfflineError
 from act_zoo.hub.download import (
     ChecksumError,
@@ -67,7 +68,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(download, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(http_fetch, "RETRY_BACKOFF_S", 0.0)
     return root
 
 
@@ -77,7 +78,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_cache_dir_env_and_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACT_ZOO_HOME", str(tmp_path / "a" / "b"))
     assert cache.cache_dir() == tmp_path / "a" / "b"
-    assert (tmp_path / "a" / "b").is_dir()
+    assert not (tmp_path / "a").exists()  # created by the first write, never by a lookup
     monkeypatch.delenv("ACT_ZOO_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache.cache_dir() == tmp_path / "xdg" / "act_zoo"
@@ -117,16 +118,21 @@ def test_atomic_path_success_and_failure(tmp_path: Path) -> None:
 
 
 def test_metadata_roundtrip(tmp_path: Path) -> None:
-    f = tmp_path / "w.pth"
+    entry = cache.Entry(tmp_path / "files" / "k")
+    entry.folder.mkdir(parents=True)
+    f = entry.file("w.pth")
     f.write_bytes(b"x")
     assert cache.read_metadata(f) is None
-    meta = cache.write_metadata(f, source="http://h/w.pth", sha256="ab" * 32, expected_sha256=None, size=1)
-    assert meta == tmp_path / "w.pth.json"
+    cache.write_entry(entry, files=["w.pth"], source="http://h/w.pth", url="http://h/w.pth", expected_sha256=None)
+    assert entry.record == tmp_path / "files" / "k.json" and entry.record.is_file()
     record = cache.read_metadata(f)
     assert record is not None
     assert record["source"] == record["url"] == "http://h/w.pth"
-    assert record["sha256"] == "ab" * 32 and record["expected_sha256"] is None
-    assert record["size"] == 1 and record["verified"] is False and "time" in record
+    assert record["sha256"] == sha(b"x") and record["expected_sha256"] is None
+    assert record["size"] == 1 and "time" in record and "mtime_ns" in record
+    assert cache.verify_entry(entry) == []
+    f.write_bytes(b"y")
+    assert "sha256" in cache.verify_entry(entry)[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -134,37 +140,39 @@ def test_metadata_roundtrip(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 def test_download_verified_and_metadata(server: LocalServer, home: Path) -> None:
     data = payload(300_000)
-    url = server.add_file("/files/model.pth", data)
+    url = server.add_file("/files/model.dat", data)
     path = download_url(url, sha256=sha(data).upper(), progress=False)
-    assert path == home / "downloads" / "model.pth"
+    entry = cache.download_entry(url)
+    assert path == entry.file("model.dat") and path.parent.parent == home / "files"
     assert path.read_bytes() == data
-    meta = json.loads((home / "downloads" / "model.pth.json").read_text())
-    assert meta["url"] == url and meta["source"] == url
-    assert meta["sha256"] == meta["expected_sha256"] == sha(data)
-    assert meta["size"] == len(data) and meta["verified"] is True
-    assert leftovers(home) == ["model.pth", "model.pth.json"]
+    meta = json.loads(entry.record.read_text())
+    assert meta["url"] == url and meta["source"] == url and meta["name"] == "model.dat"
+    assert meta["files"]["model.dat"]["sha256"] == meta["expected_sha256"] == sha(data)
+    assert meta["files"]["model.dat"]["size"] == len(data) and meta["verified"] is True
+    assert leftovers(home) == sorted(["model.dat", entry.record.name])
 
 
 def test_second_call_uses_cache_without_request(server: LocalServer) -> None:
     data = payload(10_000)
     url = server.add_file("/w.bin", data)
-    first = download_url(url, sha256=sha(data), progress=False, filename="renamed.bin", subdir="x/y")
-    assert first.name == "renamed.bin" and first.parent.name == "y"
+    first = download_url(url, sha256=sha(data), progress=False, filename="renamed.dat", subdir="x/y")
+    assert first.name == "renamed.dat" and first.parent.parent.name == "y"
     assert len(server.requests_for("/w.bin")) == 1
-    again = download_url(url, sha256=sha(data), progress=False, filename="renamed.bin", subdir="x/y")
-    again_unhashed = download_url(url, progress=False, filename="renamed.bin", subdir="x/y")
+    again = download_url(url, sha256=sha(data), progress=False, filename="renamed.dat", subdir="x/y")
+    again_unhashed = download_url(url, progress=False, filename="renamed.dat", subdir="x/y")
     assert again == again_unhashed == first
     assert len(server.requests_for("/w.bin")) == 1
 
 
 def test_cached_file_with_wrong_hash_is_downloaded_again(server: LocalServer, home: Path) -> None:
     data = payload(5_000)
-    url = server.add_file("/c.bin", data)
-    (home / "downloads").mkdir(parents=True)
-    (home / "downloads" / "c.bin").write_bytes(b"stale")
+    url = server.add_file("/c.dat", data)
+    stale = cache.download_entry(url).file("c.dat")
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"stale")
     path = download_url(url, sha256=sha(data), progress=False)
-    assert path.read_bytes() == data
-    assert server.full_gets("/c.bin") == 1
+    assert path == stale and path.read_bytes() == data
+    assert server.full_gets("/c.dat") == 1
 
 
 def test_wrong_hash_raises_and_leaves_nothing(server: LocalServer, home: Path) -> None:
@@ -180,75 +188,92 @@ def test_wrong_hash_raises_and_leaves_nothing(server: LocalServer, home: Path) -
 
 def test_truncated_response_fails_after_retries(server: LocalServer, home: Path) -> None:
     data = payload(64_000)
-    url = server.add_file("/trunc.bin", data, truncate_times=100)
+    url = server.add_file("/trunc.dat", data, truncate_times=100)
     with pytest.raises(DownloadError, match="failed after 3 attempt"):
         download_url(url, progress=False, max_retries=2)
-    reqs = server.requests_for("/trunc.bin")
+    reqs = server.requests_for("/trunc.dat")
     assert len(reqs) == 3
     # retries resumed from what had arrived instead of starting again
     assert reqs[0].range is None and reqs[1].range == "bytes=32000-" and reqs[2].range == "bytes=48000-"
-    assert not (home / "downloads" / "trunc.bin").exists()
+    assert not cache.download_entry(url).folder.exists()
     assert leftovers(home) == []
 
 
 def test_truncated_once_then_resumed_by_retry(server: LocalServer) -> None:
     data = payload(64_001)
-    url = server.add_file("/flaky.bin", data, truncate_times=1)
+    url = server.add_file("/flaky.dat", data, truncate_times=1)
     path = download_url(url, sha256=sha(data), progress=False)
     assert path.read_bytes() == data
-    assert [r.range for r in server.requests_for("/flaky.bin")] == [None, "bytes=32000-"]
+    assert [r.range for r in server.requests_for("/flaky.dat")] == [None, "bytes=32000-"]
 
 
 def test_truncated_body_without_retries_is_never_accepted(server: LocalServer, home: Path) -> None:
     data = payload(1000)
-    url = server.add_file("/t0.bin", data, truncate_times=1)
+    url = server.add_file("/t0.dat", data, truncate_times=1)
     with pytest.raises(DownloadError, match="closed after 500 of 1000 bytes"):
         download_url(url, progress=False, max_retries=0)  # no sha256: only the length can catch it
     assert leftovers(home) == []
 
 
+def _leftover_part(url: str, data: bytes, validator: str | None, total: int | None = None) -> Path:
+    """A ``.part`` as an interrupted process leaves it: the bytes and the first response's validator."""
+    entry = cache.download_entry(url)
+    entry.part.parent.mkdir(parents=True, exist_ok=True)
+    entry.part.write_bytes(data)
+    if validator is not None:
+        entry.part_record.write_text(json.dumps({"url": url, "validator": validator, "total": total}))
+    return entry.part
+
+
 def test_resume_from_leftover_part(server: LocalServer, home: Path) -> None:
     data = payload(100_000, seed=3)
-    url = server.add_file("/resume.bin", data)
-    part = home / "downloads" / "resume.bin.part"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(data[:50_000])
+    url = server.add_file("/resume.dat", data)
+    etag = server.routes["/resume.dat"].etag_value()
+    part = _leftover_part(url, data[:50_000], etag, len(data))
     path = download_url(url, sha256=sha(data), progress=False)
     assert path.read_bytes() == data
-    assert [r.range for r in server.requests_for("/resume.bin")] == ["bytes=50000-"]
+    (req,) = server.requests_for("/resume.dat")
+    assert req.range == "bytes=50000-" and req.if_range == etag
     assert not part.exists()
+
+
+def test_leftover_part_without_validator_is_discarded(server: LocalServer, home: Path) -> None:
+    """A ``.part`` of unknown origin (an older act_zoo, nothing recorded) is never resumed, even
+    when it is as long as the file (before: accepted with 0 bytes fetched)."""
+    data = payload(4096, seed=13)
+    url = server.add_file("/stale.dat", data)
+    _leftover_part(url, payload(4096, seed=14), None)
+    assert download_url(url, progress=False).read_bytes() == data
+    assert [r.range for r in server.requests_for("/stale.dat")] == [None]
 
 
 def test_resume_restarts_when_server_ignores_range(server: LocalServer, home: Path) -> None:
     data = payload(20_000, seed=4)
-    url = server.add_file("/norange.bin", data, ignore_range=True)
-    part = home / "downloads" / "norange.bin.part"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(b"garbage that must not be kept")
+    url = server.add_file("/norange.dat", data, ignore_range=True)
+    _leftover_part(url, b"garbage that must not be kept", server.routes["/norange.dat"].etag_value())
     path = download_url(url, sha256=sha(data), progress=False)
     assert path.read_bytes() == data
-    assert [r.range for r in server.requests_for("/norange.bin")] == ["bytes=29-"]
+    assert [r.range for r in server.requests_for("/norange.dat")] == ["bytes=29-"]
 
 
-def test_complete_part_is_finished_on_416(server: LocalServer, home: Path) -> None:
+def test_complete_part_is_confirmed_by_its_last_byte(server: LocalServer, home: Path) -> None:
     data = payload(4096, seed=5)
-    url = server.add_file("/done.bin", data)
-    part = home / "downloads" / "done.bin.part"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(data)
+    url = server.add_file("/done.dat", data)
+    _leftover_part(url, data, server.routes["/done.dat"].etag_value(), len(data))
     assert download_url(url, sha256=sha(data), progress=False).read_bytes() == data
+    assert [r.range for r in server.requests_for("/done.dat")] == ["bytes=4095-"]
 
 
 def test_expected_size_mismatch(server: LocalServer, home: Path) -> None:
-    url = server.add_file("/size.bin", payload(1000))
+    url = server.add_file("/size.dat", payload(1000))
     with pytest.raises(DownloadError, match="expected_size=999"):
         download_url(url, expected_size=999, progress=False)
     assert leftovers(home) == []
 
 
 def test_http_404_is_a_download_error(server: LocalServer, home: Path) -> None:
-    url = server.url("/missing.bin")
-    with pytest.raises(DownloadError, match=r"HTTP 404 .*missing\.bin"):
+    url = server.url("/missing.dat")
+    with pytest.raises(DownloadError, match=r"HTTP 404 .*missing\.dat"):
         download_url(url, progress=False)
     assert leftovers(home) == []
 
@@ -257,7 +282,7 @@ def test_unknown_hash_warns_and_records_observed(
     server: LocalServer, home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = payload(7777)
-    url = server.add_file("/unverified.bin", data)
+    url = server.add_file("/unverified.dat", data)
     with caplog.at_level(logging.WARNING, logger="act_zoo.hub.download"):
         path = download_url(url, progress=False)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -275,7 +300,7 @@ def test_only_http_urls(url: str) -> None:
 
 def test_bad_sha256_argument(server: LocalServer) -> None:
     with pytest.raises(ValueError, match="64 hexadecimal"):
-        download_url(server.url("/a.bin"), sha256="abc", progress=False)
+        download_url(server.url("/a.dat"), sha256="abc", progress=False)
     assert server.requests == []
 
 
@@ -290,7 +315,7 @@ _CHILD = textwrap.dedent(
 
 def test_two_processes_download_once(server: LocalServer, home: Path) -> None:
     data = payload(200_000, seed=7)
-    url = server.add_file("/slow.bin", data, slow_s=1.0)
+    url = server.add_file("/slow.dat", data, slow_s=1.0)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     procs = [
         subprocess.Popen(
@@ -306,10 +331,10 @@ def test_two_processes_download_once(server: LocalServer, home: Path) -> None:
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     paths = {out.strip() for out, _ in outs}
-    assert paths == {str(home / "downloads" / "slow.bin")}
+    assert paths == {str(cache.download_entry(url).file("slow.dat"))}
     assert Path(paths.pop()).read_bytes() == data
-    assert server.full_gets("/slow.bin") == 1
-    assert len(server.requests_for("/slow.bin")) == 1
+    assert server.full_gets("/slow.dat") == 1
+    assert len(server.requests_for("/slow.dat")) == 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,7 +342,7 @@ def test_two_processes_download_once(server: LocalServer, home: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 def test_offline_uses_cached_file(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
     data = payload(3000)
-    url = server.add_file("/off.bin", data)
+    url = server.add_file("/off.dat", data)
     path = download_url(url, sha256=sha(data), progress=False)
     monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
     assert download_url(url, sha256=sha(data), progress=False) == path
@@ -328,12 +353,12 @@ def test_offline_without_cache_raises(
     server: LocalServer, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "true")
-    url = server.add_file("/weights/act_base.pth", b"abc")
+    url = server.add_file("/weights/act_base.dat", b"abc")
     with pytest.raises(OfflineError) as info:
         download_url(url, progress=False)
     msg = str(info.value)
-    assert "act_base.pth" in msg and url in msg
-    assert str(home / "downloads" / "act_base.pth") in msg
+    assert "act_base.dat" in msg and url in msg
+    assert str(cache.download_entry(url).file("act_base.dat")) in msg
     assert "HF_HUB_OFFLINE" in msg and "unset" in msg
     assert server.requests == []
 
@@ -341,11 +366,13 @@ def test_offline_without_cache_raises(
 def test_offline_cached_file_with_wrong_hash(
     server: LocalServer, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (home / "downloads").mkdir(parents=True)
-    (home / "downloads" / "w.bin").write_bytes(b"corrupted")
+    bad = cache.download_entry(server.url("/w.dat")).file("w.dat")
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"corrupted")
     monkeypatch.setenv("ACT_ZOO_OFFLINE", "1")
-    with pytest.raises(ChecksumError, match="offline"):
-        download_url(server.url("/w.bin"), sha256=sha(b"good"), progress=False)
+    with pytest.raises(ChecksumError, match="offline") as info:
+        download_url(server.url("/w.dat"), sha256=sha(b"good"), progress=False)
+    assert str(bad) in str(info.value)
     assert server.requests == []
 
 
@@ -354,17 +381,17 @@ def test_offline_cached_file_with_wrong_hash(
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture
 def gdrive(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> LocalServer:
-    monkeypatch.setattr(download, "GDRIVE_URL", server.url("/uc"))
+    monkeypatch.setattr(gdrive_module, "GDRIVE_URL", server.url("/uc"))
     return server
 
 
 @pytest.mark.parametrize("flow", ["direct", "cookie", "link", "form"])
 def test_gdrive_flows(gdrive: LocalServer, home: Path, flow: str) -> None:
     data = payload(40_000, seed=11)
-    gdrive.add_gdrive(GDRIVE_ID, data, name="act_pretrain.pth", flow=flow)
+    gdrive.add_gdrive(GDRIVE_ID, data, name="act_pretrain.dat", flow=flow)
     share_link = f"https://drive.google.com/file/d/{GDRIVE_ID}/view?usp=sharing"
     path = download_gdrive(share_link, sha256=sha(data), progress=False)
-    assert path == home / "gdrive" / GDRIVE_ID / "act_pretrain.pth"  # name from Content-Disposition
+    assert path == cache.download_entry(f"gdrive:{GDRIVE_ID}").file("act_pretrain.dat")  # Content-Disposition
     assert path.read_bytes() == data
     meta = cache.read_metadata(path)
     assert meta is not None and meta["source"] == f"gdrive:{GDRIVE_ID}" and meta["sha256"] == sha(data)
@@ -392,15 +419,15 @@ def test_gdrive_filename_argument_and_env_override(
 ) -> None:
     monkeypatch.setenv("ACT_ZOO_GDRIVE_URL", server.url("/uc"))
     data = payload(1234, seed=12)
-    server.add_gdrive(GDRIVE_ID, data, name="ignored.pth", flow="form")
+    server.add_gdrive(GDRIVE_ID, data, name="ignored.dat", flow="form")
     link = f"https://drive.google.com/open?id={GDRIVE_ID}"
-    path = download_gdrive(link, filename="mine.pth", progress=False)
-    assert path == home / "gdrive" / GDRIVE_ID / "mine.pth" and path.read_bytes() == data
+    path = download_gdrive(link, filename="mine.dat", progress=False)
+    assert path == cache.download_entry(f"gdrive:{GDRIVE_ID}").file("mine.dat") and path.read_bytes() == data
 
 
 @pytest.mark.parametrize(("flow", "needle"), [("quota", "quota"), ("permission", "permission denied")])
 def test_gdrive_error_pages_are_not_saved(gdrive: LocalServer, home: Path, flow: str, needle: str) -> None:
-    gdrive.add_gdrive(GDRIVE_ID, payload(100), name="x.pth", flow=flow)
+    gdrive.add_gdrive(GDRIVE_ID, payload(100), name="x.dat", flow=flow)
     with pytest.raises(DownloadError) as info:
         download_gdrive(GDRIVE_ID, progress=False)
     msg = str(info.value)
@@ -415,7 +442,7 @@ def test_gdrive_unknown_file_is_http_error(gdrive: LocalServer, home: Path) -> N
 
 
 def test_gdrive_wrong_hash(gdrive: LocalServer, home: Path) -> None:
-    gdrive.add_gdrive(GDRIVE_ID, payload(3000), name="w.pth", flow="form")
+    gdrive.add_gdrive(GDRIVE_ID, payload(3000), name="w.dat", flow="form")
     with pytest.raises(ChecksumError):
         download_gdrive(GDRIVE_ID, sha256=sha(b"other"), progress=False)
     assert leftovers(home) == []
@@ -425,8 +452,8 @@ def test_gdrive_offline(gdrive: LocalServer, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("ACT_ZOO_OFFLINE", "yes")
     with pytest.raises(OfflineError, match=GDRIVE_ID):
         download_gdrive(GDRIVE_ID, progress=False)
-    with pytest.raises(OfflineError, match="named.pth"):
-        download_gdrive(GDRIVE_ID, filename="named.pth", progress=False)
+    with pytest.raises(OfflineError, match="named.dat"):
+        download_gdrive(GDRIVE_ID, filename="named.dat", progress=False)
     assert gdrive.requests == []
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import act_zoo
-from act_zoo.hub import download, registry
+from act_zoo.hub import gdrive, http_fetch, registry
 from act_zoo.hub.convert import CheckpointMismatchError
 from act_zoo.hub.io import load_pretrained, push_to_hub, save_pretrained
 from act_zoo.hub.manifest import ManifestError, load_records, read_manifest_file, validate_record
@@ -27,7 +27,7 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("ACT_ZOO_HOME", str(tmp_path / "home"))
     for var in ("ACT_ZOO_OFFLINE", "HF_HUB_OFFLINE", "ACT_ZOO_GDRIVE_URL"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(download, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(http_fetch, "RETRY_BACKOFF_S", 0.0)
     registry.reset_registry()
     yield tmp_path / "home"
     registry.reset_registry()
@@ -162,7 +162,7 @@ def test_pretrained_download_convert_once_then_cache_and_offline(server, home, m
 def test_official_gdrive_entry_through_confirm_page(server, monkeypatch):
     """The packaged official records use Google Drive ids: exercise that path end to end with a
     local Drive-like server (confirm page) serving the tiny official checkpoint."""
-    monkeypatch.setattr(download, "GDRIVE_URL", server.url("/uc"))
+    monkeypatch.setattr(gdrive, "GDRIVE_URL", server.url("/uc"))
     server.add_gdrive("1TinyFileIdForTheTestsXYZabc", PTH.read_bytes(), name="ckpt.pth", flow="form")
     act_zoo.register_weights(_record("t_arch.gd", {"type": "gdrive", "id": "1TinyFileIdForTheTestsXYZabc"}))
     got, want = _logits(act_zoo.create_model("t_arch.gd", pretrained=True))
@@ -238,7 +238,7 @@ def test_url_and_gdrive_url_sources(server, tmp_path, monkeypatch):
     model.save_pretrained(tmp_path / "m")
     url = server.add_file("/m.safetensors", (tmp_path / "m" / "model.safetensors").read_bytes())
     assert act_zoo.from_pretrained(url).config == model.config
-    monkeypatch.setattr(download, "GDRIVE_URL", server.url("/uc"))
+    monkeypatch.setattr(gdrive, "GDRIVE_URL", server.url("/uc"))
     server.add_gdrive("1AnotherTinyFileIdForTestsXYZ", PTH.read_bytes(), name="ft.pth", flow="cookie")
     got, want = _logits(act_zoo.from_pretrained("https://drive.google.com/file/d/1AnotherTinyFileIdForTestsXYZ/view",
                                                 config=TINY_FINETUNE))

@@ -5,7 +5,7 @@ import pytest
 import act_zoo
 from act_zoo.models import ACTClassifier, ClassifierConfig
 
-TINY = dict(embed_dim=32, depth=1, num_heads=2, encoder_dims=32, group_size=8, num_group=8, npoints=64)
+TINY = {"embed_dim": 32, "depth": 1, "num_heads": 2, "encoder_dims": 32, "group_size": 8, "num_group": 8, "npoints": 64}
 
 
 def test_class_names_round_trip_and_add_no_weights(tmp_path):

@@ -152,7 +152,7 @@ def test_timm_named_vit_equals_our_block_recipe():
         for fast in (False, True):
             m.set_fast_path(fast)
             ours = m.visual_embed[1](m.visual_embed[0](x))
-            assert_close(ours, ref, atol=2e-5, name=f"fast={fast}")
+            assert_close(ours, ref, name=f"fast={fast}")
 
 
 def test_other_timm_models_use_timm_blocks():

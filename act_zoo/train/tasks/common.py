@@ -15,6 +15,9 @@ from ...hub.convert import KeyRule, LoadReport, load_with_rules
 from ...models import ACTClassifier, ACTDistillation, ACTEncoder, ACTPartSeg, PromptedDiscreteVAE
 from ...ops import furthest_point_sample, gather_points
 from ..config import DataConfig
+from .files import FileSplits, build_file_splits
+
+FILE_DATASETS = ("folder", "list")
 
 logger = logging.getLogger(__name__)
 
@@ -49,27 +52,36 @@ def build_dataset(data: DataConfig, *, split: str, npoints: int, labelled: bool,
         return D.ModelNet40FewShot(_need_root(data), way, shot, fold, split=split, allow_pickle=data.allow_pickle, seed=seed)
     if name == "shapenetpart":
         return D.ShapeNetPart(_need_root(data), split="trainval" if split == "train" else split, npoints=npoints, seed=seed)
-    if name == "folder":
-        root = _need_root(data) if split == "train" else (data.test_root or _need_root(data))
-        return D.PointCloudFolder(root, num_points=pool, seed=seed)
-    if name == "list":
-        root = _need_root(data) if split == "train" else data.test_root
-        if not root:
-            raise ValueError("data.test_root (the test list) is required for dataset 'list'")
-        return D.PointCloudList(root, num_points=pool, seed=seed)
+    if name in FILE_DATASETS:  # never the training files for evaluation: a held-out split or test_root
+        splits = build_file_splits(data, npoints=npoints, seed=seed, labelled=labelled)
+        return splits.train if split == "train" else splits.eval_set
     raise ValueError(f"unknown dataset {name!r}")
 
 
 class DatasetsMixin:
-    """Train/test datasets built lazily from ``cfg.data`` (or given to the task), default collate."""
+    """Train/test datasets built lazily from ``cfg.data`` (or given to the task), default collate.
+
+    For your own files (``folder`` / ``list``) the evaluation set is the held-out validation
+    split unless only a test set exists: ``file_splits().eval_name`` says which."""
 
     cfg: Any
     labelled: bool = True
     whole_train: bool = False  # official stage II: ShapeNet-55 train + test
     _train: Dataset | None = None
     _test: Dataset | None = None
+    _file_splits: FileSplits | None = None
+
+    def file_splits(self) -> FileSplits | None:
+        """The checked splits of a ``folder`` / ``list`` dataset (built once), else None."""
+        if self._file_splits is None and self.cfg.data.dataset in FILE_DATASETS:
+            self._file_splits = build_file_splits(self.cfg.data, npoints=self.cfg.npoints, seed=self.cfg.run.seed,
+                                                  progress=self.cfg.run.progress, labelled=self.labelled)
+        return self._file_splits
 
     def _build(self, split: str) -> Dataset:
+        splits = self.file_splits()
+        if splits is not None:
+            return splits.train if split == "train" else splits.eval_set
         return build_dataset(self.cfg.data, split=split, npoints=self.cfg.npoints, labelled=self.labelled,
                              seed=self.cfg.run.seed, whole=self.whole_train and split == "train")
 
@@ -115,33 +127,70 @@ def fps_exact(points: torch.Tensor, npoints: int) -> torch.Tensor:
     return gather_points(points, furthest_point_sample(points, npoints))
 
 
-def encoder_state(source: str) -> tuple[dict[str, torch.Tensor], str]:
-    """The ACT encoder weights (fine-tuning layout) of any pretrained source: a stage-II run
-    directory or checkpoint, an encoder/classifier, a registry name or an official file."""
+# Fields an encoder's weights are only valid under (shapes, or how a shape is split into heads).
+# num_group / group_size / npoints may differ (the official ScanObjectNN recipe fine-tunes a
+# 64-group pretrained encoder with 128 groups).
+WEIGHT_ARCH_FIELDS = ("embed_dim", "depth", "num_heads", "encoder_dims", "mlp_ratio")
+ENCODER_FIELDS = WEIGHT_ARCH_FIELDS + ("group_size", "num_group", "npoints", "drop_path_rate")
+
+
+def init_encoder(source: str | nn.Module) -> ACTEncoder:
+    """The ACT encoder (or classifier) of any pretrained source: a stage-II run directory or
+    checkpoint, an encoder/classifier run, a registry name, a hub id or an official file."""
     from ...hub.registry import from_pretrained
 
-    model = from_pretrained(source)
+    model = from_pretrained(source) if isinstance(source, str) else source
     if isinstance(model, ACTDistillation):
         model = model.encoder
     if not isinstance(model, ACTEncoder):
         raise ValueError(f"{source!r} is a {type(model).__name__}, not an ACT encoder or stage-II model")
+    return model
+
+
+def encoder_state(source: str | nn.Module) -> tuple[dict[str, torch.Tensor], str]:
+    """The ACT encoder weights (fine-tuning layout) of :func:`init_encoder`'s source."""
+    model = init_encoder(source)
     skip = ("lm_head.", "cls_head.", "cls_head_finetune.", "side", "side_alpha", "side_projection.")
     return {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}, type(model).__name__
 
 
-def load_encoder_into(model: nn.Module, source: str) -> LoadReport:
-    """Official fine-tuning start: pretrained encoder, fresh head (PyTorch default init)."""
-    state, kind = encoder_state(source)
-    report = LoadReport(model_name=type(model).__name__, source=f"{source} ({kind})")
+def check_init_architecture(model: nn.Module, init: nn.Module, source: str) -> None:
+    """Refuse pretrained weights whose architecture differs from ``model``'s, naming each field
+    and the overrides that match it (a key dump, or heads silently re-split, otherwise)."""
+    mine, theirs = model.config, init_encoder(init).config
+    diff = [(f, getattr(mine, f), getattr(theirs, f)) for f in WEIGHT_ARCH_FIELDS
+            if hasattr(mine, f) and hasattr(theirs, f) and getattr(mine, f) != getattr(theirs, f)]
+    if diff:
+        lines = "\n".join(f"  {f}: model {a}, init {b}" for f, a, b in diff)
+        fix = " ".join(f"--set model.{f}={b}" for f, _, b in diff)
+        raise ValueError(f"the init weights {source} have another architecture than the model:\n{lines}\n"
+                         f"match them with {fix}, or use `act-zoo train finetune --data DIR --init {source}`, "
+                         "which takes the architecture from the init model")
+
+
+def load_encoder_into(model: nn.Module, source: str | nn.Module, *, keep_head: bool = False,
+                      name: str | None = None) -> LoadReport:
+    """Official fine-tuning start: pretrained encoder, fresh head (PyTorch default init).
+    ``keep_head``: also load the init classifier's head (same classes; the caller checked)."""
+    name = name or (source if isinstance(source, str) else type(source).__name__)
+    init = init_encoder(source)
+    check_init_architecture(model, init, name)
+    state, kind = encoder_state(init)
+    report = LoadReport(model_name=type(model).__name__, source=f"{name} ({kind})")
     fresh = (KeyRule(r"cls_head_finetune\..*", "fine-tuning head, freshly initialised"),
              KeyRule(r"side(_alpha|_projection\..*|\..*)", "side-tuning branch, freshly initialised"),
              KeyRule(r"(label_conv_cls|propagation_0_cls|convs\d_cls|bns\d_cls)\..*", "part-seg head, fresh"))
     unexpected = (KeyRule(r"cls_token|cls_pos", "no cls token in part segmentation"),
                   KeyRule(r"reduce_dim\..*", "encoder projection not used by this model"))
+    if keep_head:
+        if not isinstance(init, ACTClassifier) or not isinstance(model, ACTClassifier):
+            raise ValueError(f"keep_head: {name} has no classifier head to keep")
+        state.update({k: v for k, v in init.state_dict().items() if k.startswith("cls_head_finetune.")})
+        fresh = fresh[1:]
     load_with_rules(model, state, report=report, may_be_missing=fresh, may_be_unexpected=unexpected)
-    if isinstance(model, ACTClassifier):
+    if isinstance(model, ACTClassifier) and not keep_head:
         model.reset_head()
-    logger.info("initialised from %s:\n%s", source, report.format())
+    logger.info("initialised from %s:\n%s", name, report.format())
     return report
 
 
@@ -172,5 +221,6 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std(unbiased=True)) if len(t) > 1 else 0.0
 
 
-__all__ = ["ACTPartSeg", "DatasetsMixin", "accuracy_metrics", "build_dataset", "encoder_state", "fps_exact", "fps_subset",
+__all__ = ["ENCODER_FIELDS", "FILE_DATASETS", "WEIGHT_ARCH_FIELDS", "ACTPartSeg", "DatasetsMixin", "accuracy_metrics",
+           "build_dataset", "check_init_architecture", "encoder_state", "fps_exact", "fps_subset", "init_encoder",
            "load_encoder_into", "load_teacher", "mean_std", "points_of"]

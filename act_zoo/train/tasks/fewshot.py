@@ -14,7 +14,7 @@ from ..config import FewShotConfig, FinetuneConfig
 from .common import build_dataset, mean_std
 
 
-def run_fewshot(cfg: FewShotConfig, *, resume: bool = False) -> dict[str, Any]:
+def run_fewshot(cfg: FewShotConfig, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     from ...data import make_few_shot_splits
     from ..api import train
 
@@ -37,7 +37,7 @@ def run_fewshot(cfg: FewShotConfig, *, resume: bool = False) -> dict[str, Any]:
                 pool = build_dataset(cfg.data, split="train", npoints=cfg.npoints, labelled=True, seed=cfg.run.seed)
             split = make_few_shot_splits(pool, way=cfg.way, shot=cfg.shot, query=cfg.query, seed=cfg.data.data_seed + fold)
             train_set, test_set = split.datasets(pool)
-        summary = train("finetune", ft, resume=resume, train_set=train_set, test_set=test_set)
+        summary = train("finetune", ft, resume=resume, overwrite=overwrite, train_set=train_set, test_set=test_set)
         per_fold[fold] = summary
     accs = [s["final (last epoch)"]["acc"] for s in per_fold.values()]
     best = [s.get("best (selected on the test split, official protocol)", {}).get("acc", float("nan"))
