@@ -51,7 +51,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "metrics_note": ((str,), False),
     "license": ((str,), True),
     "citation": ((str,), True),
-    "provenance": ((dict,), False),  # the run that made the weights (see PROVENANCE_SCHEMA)
+    "provenance": ((dict, type(None)), False),  # the run that made the weights (see PROVENANCE_SCHEMA)
 }
 
 # provenance field -> (type(s), required): how a weight file was made, for weights act_zoo trained
@@ -163,7 +163,7 @@ def validate_record(data: Any, *, where: str = "<record>") -> WeightsRecord:
             raise ManifestError(f"{where}: metric {k!r} must be a number")
     if data["metrics"] and not data["metrics_source"]:
         raise ManifestError(f"{where}: metrics need a metrics_source")
-    if "provenance" in data:
+    if data.get("provenance") is not None:
         validate_provenance(data["provenance"], where=where)
     fields = dict(data)
     fields["sources"] = tuple(dict(s) for s in data["sources"])

@@ -119,3 +119,12 @@ def test_provenance_schema_rejects_bad_records(change, match):
     ok = copy.deepcopy(rec)
     ok["provenance"] = _prov(commit=None, wall_time_s=None, note="installed from a wheel; time not kept")
     assert validate_record(ok).provenance["note"].startswith("installed")
+
+
+def test_a_record_round_trips_through_to_dict_with_or_without_provenance():
+    for rec in read_manifest_file(EMBEDDED):
+        assert validate_record(rec.to_dict()).provenance == rec.provenance
+    bare = json.loads(EMBEDDED.read_text())["weights"][0]
+    del bare["provenance"]
+    rec = validate_record(bare)
+    assert rec.provenance is None and validate_record(rec.to_dict()).provenance is None
