@@ -201,9 +201,9 @@ def held_out(n_per_class: int, *, view: str, seed: int, num_points: int) -> Synt
 
 def finetune(init: Path | None, p: Preset, seed: int, run_dir: Path, threads: int | None) -> tuple[float, dict]:
     """Stage III on the held-out classes' scan views; accuracy of the last epoch (no voting)."""
-    cfg = load_config("finetune", None, _common(p, seed, threads) + [f"run.batch_size={p.ft_batch}",
-        f"run.max_epoch={p.epochs[2]}", "optim.lr=2e-3", f"run.out_dir={run_dir}", "vote=0", "run.val_every=5",
-        *([f"init={init}"] if init is not None else []),
+    cfg = load_config("finetune", None, _common(p, seed, threads) + [
+        f"run.batch_size={p.ft_batch}", f"run.max_epoch={p.epochs[2]}", "optim.lr=2e-3", f"run.out_dir={run_dir}",
+        "vote=0", "run.val_every=5", *([f"init={init}"] if init is not None else []),
         f"model={{embed_dim: {p.width}, depth: {p.depth}, num_heads: {p.heads}, num_group: {p.groups}, "
         f"group_size: {p.group_size}, encoder_dims: {p.width}, cls_dim: {len(HELD_OUT_CLASSES)}}}"])
     pool = int(math.ceil(1.2 * p.npoints))  # the official FPS pool of fine-tuning
