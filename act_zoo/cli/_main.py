@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "act_zoo.cli.recipes",  # recipes
     "act_zoo.cli.data",     # data check
     "act_zoo.cli.segment",  # segment
+    "act_zoo.cli.show",     # show
     "act_zoo.cli.ops",      # ops
 )
 

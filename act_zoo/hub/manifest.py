@@ -51,7 +51,23 @@ SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "metrics_note": ((str,), False),
     "license": ((str,), True),
     "citation": ((str,), True),
+    "provenance": ((dict, type(None)), False),  # the run that made the weights (see PROVENANCE_SCHEMA)
 }
+
+# provenance field -> (type(s), required): how a weight file was made, for weights act_zoo trained
+PROVENANCE_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
+    "command": ((str,), True),  # the command that trained it, as typed
+    "commit": ((str, type(None)), True),  # the act_zoo commit it ran (None: unknown, say why in note)
+    "worktree": ((str, type(None)), False),  # "clean" | "modified" (uncommitted changes) | None unknown
+    "teacher": ((str,), True),  # the stage-I teacher, and whether it was pretrained
+    "seed": ((int,), False),
+    "data_seed": ((int,), True),
+    "wall_time_s": ((int, float, type(None)), True),  # None: not recorded (say why in note)
+    "final_metrics": ((dict,), True),  # the run's own final figures, stage by stage
+    "recorded": ((str,), True),  # how this record was made (from the run directory, or reconstructed)
+    "note": ((str,), False),
+}
+COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")
 
 
 class ManifestError(ValueError):
@@ -80,6 +96,7 @@ class WeightsRecord:
     official_config: Mapping[str, Any] | None = None
     sha256_note: str = ""
     metrics_note: str = ""
+    provenance: Mapping[str, Any] | None = None
     origin: str = field(default="", compare=False)
 
     @property
@@ -146,9 +163,43 @@ def validate_record(data: Any, *, where: str = "<record>") -> WeightsRecord:
             raise ManifestError(f"{where}: metric {k!r} must be a number")
     if data["metrics"] and not data["metrics_source"]:
         raise ManifestError(f"{where}: metrics need a metrics_source")
+    if data.get("provenance") is not None:
+        validate_provenance(data["provenance"], where=where)
     fields = dict(data)
     fields["sources"] = tuple(dict(s) for s in data["sources"])
     return WeightsRecord(**fields, origin=where)
+
+
+def validate_provenance(prov: Mapping[str, Any], *, where: str = "<record>") -> None:
+    """Check a record's ``provenance`` against :data:`PROVENANCE_SCHEMA`; an unknown value
+    (commit or wall time None) must be explained in ``note``."""
+    unknown = set(prov) - set(PROVENANCE_SCHEMA)
+    if unknown:
+        raise ManifestError(f"{where}: unknown provenance fields {sorted(unknown)}")
+    for key, (types, required) in PROVENANCE_SCHEMA.items():
+        if key not in prov:
+            if required:
+                raise ManifestError(f"{where}: provenance is missing {key!r}")
+            continue
+        value = prov[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ManifestError(f"{where}: provenance {key!r} must be {' or '.join(t.__name__ for t in types)}, "
+                                f"got {type(value).__name__}")
+    if not prov["command"].strip():
+        raise ManifestError(f"{where}: provenance command is empty")
+    if prov["commit"] is not None and not COMMIT_RE.match(prov["commit"]):
+        raise ManifestError(f"{where}: provenance commit must be a lowercase hex git hash or null")
+    if prov.get("worktree") not in (None, "clean", "modified"):
+        raise ManifestError(f"{where}: provenance worktree must be 'clean', 'modified' or null")
+    if (prov["commit"] is None or prov["wall_time_s"] is None) and not prov.get("note"):
+        raise ManifestError(f"{where}: an unknown provenance commit or wall time must be explained in note")
+    if prov["wall_time_s"] is not None and prov["wall_time_s"] <= 0:
+        raise ManifestError(f"{where}: provenance wall_time_s must be positive")
+    for stage, metrics in prov["final_metrics"].items():
+        values = metrics.values() if isinstance(metrics, Mapping) else [metrics]
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
+            raise ManifestError(f"{where}: provenance final_metrics[{stage!r}] must be a number or "
+                                "an object of numbers")
 
 
 def manifest_dirs() -> list[Path]:

@@ -46,6 +46,7 @@ from .distributed import (
 )
 from .monitor import Monitor
 from .optim import CosineSchedule, build_optimizer
+from .provenance import run_provenance
 from .rundir import RunDirectory
 
 logger = logging.getLogger(__name__)
@@ -308,7 +309,8 @@ class Trainer:
             progress.close()
         summary = {"task": self.task.name, "world_size": dist.world_size, "epochs_run": state.epoch,
                    "steps": state.global_step,
-                   "seconds": round(time.time() - t0, 2), "best_value": state.best_value, "best_epoch": state.best_epoch}
+                   "seconds": round(time.time() - t0, 2), "best_value": state.best_value, "best_epoch": state.best_epoch,
+                   "provenance": run_provenance(started=t0, finished=time.time())}
         summary = self._finalize(model, summary)
         monitor.plot_curves(getattr(self.task, "plot_train_keys", ["loss"]), getattr(self.task, "plot_eval_keys", []))
         monitor.close()
