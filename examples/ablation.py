@@ -23,7 +23,7 @@ Each number is the mean ± std over seeds (a seed changes the initialisation, th
 teacher, the masks and the data order; the data are the same). Arms are compared with Welch's
 t-test over seeds; the closing sentence is computed from the table.
 
-    python examples/ablation.py --quick               # ~7 CPU-minutes (see README)
+    python examples/ablation.py --quick               # ~4.5 min wall on 2 cores (see README)
     python examples/ablation.py --out runs/ablation   # the full run of the README table
 
 Every (arm, seed) leaves ``<out>/<arm>/seed_<s>/result.json``; a rerun skips what is done and
@@ -439,7 +439,7 @@ def bar_chart(table: dict[str, dict[str, list[float]]], arms: Sequence[str], met
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="the small preset (~7 CPU-minutes)")
+    ap.add_argument("--quick", action="store_true", help="the small preset (~4.5 min on 2 cores)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default=None, help="full (default), quick, or smoke (tests)")
     ap.add_argument("--out", type=Path, default=None, help="output directory (default runs/ablation[_quick])")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
