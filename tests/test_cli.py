@@ -233,16 +233,22 @@ def test_unreachable_source_ends_in_one_message_online(tmp_path, capsys):
 
 
 
-def test_output_piped_into_a_reader_that_stops_early_is_no_error():
+@pytest.mark.parametrize("buffered", [True, False], ids=["block-buffered", "unbuffered"])
+def test_output_piped_into_a_reader_that_stops_early_is_no_error(buffered):
     """``act-zoo info NAME | head -1``: the reader closing the pipe ends the command quietly,
-    as for any Unix tool (exit 141 = 128 + SIGPIPE), not with 'error: [Errno 32] Broken pipe'."""
+    as for any Unix tool (exit 141 = 128 + SIGPIPE), not with 'error: [Errno 32] Broken pipe'
+    nor with 'Exception ignored ... BrokenPipeError' from the interpreter's final flush (stdout
+    into a pipe is block-buffered unless PYTHONUNBUFFERED is set, as it is on some machines)."""
     import os
 
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader has gone before the first write: deterministic
     try:
         out = subprocess.run([sys.executable, "-m", "act_zoo.cli", "info", "act_tiny.synthetic10"], stdout=write_end,
-                             stderr=subprocess.PIPE, text=True, timeout=120)
+                             stderr=subprocess.PIPE, text=True, timeout=120, env=env)
     finally:
         os.close(write_end)
     assert out.returncode == 141 and out.stderr == "", out.stderr

@@ -63,7 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        # flush here, not at interpreter exit: block-buffered output into a pipe whose reader
+        # has gone would otherwise end in "Exception ignored ... BrokenPipeError" and exit 120
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
