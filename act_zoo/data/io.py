@@ -435,7 +435,10 @@ def _parse_table(path: Path) -> np.ndarray:
         return np.loadtxt(io.StringIO(text, newline=None), delimiter=delimiter, comments="#", skiprows=skiprows,
                           ndmin=2, dtype=np.float64)
     except ValueError as exc:
-        raise DatasetError(path, f"is not a table of numbers ({exc})") from exc
+        # numpy's advice ("use `usecols` ...") is about its own API, not something a reader of
+        # this message can pass: keep what it says about the file
+        reason = str(exc).split("; use `usecols`", 1)[0]
+        raise DatasetError(path, f"is not a table of numbers ({reason})") from exc
 
 
 def _load_text(path: Path) -> _Cloud:

@@ -423,3 +423,13 @@ def test_linked_folders_are_searched_like_real_ones_and_a_loop_ends(tmp_path: Pa
     ds = PointCloudFolder(data, num_points=8)
     assert [(p.relative_to(data).as_posix(), ds.classes[lab]) for p, lab in ds.samples] == [
         ("box/a.npy", "box"), ("cone/c.npy", "cone"), ("cone/more/b.npy", "cone")]
+
+
+def test_a_text_file_whose_rows_change_width_names_the_row_not_numpy_options(tmp_path: Path):
+    path = tmp_path / "half.xyz"
+    path.write_text("1 2 3\n4 5 6\n7 8\n")
+    with pytest.raises(DatasetError) as info:
+        read_points(path)
+    msg = str(info.value)
+    assert str(path) in msg and "number of columns changed from 3 to 2 at row 3" in msg
+    assert "usecols" not in msg  # numpy's own API advice is no use to a reader of this message
