@@ -139,13 +139,6 @@ def _gdrive_page_error(page: str, *, file_id: str, url: str, folder: Path) -> Do
     )
 
 
-def _is_html(resp: Any) -> bool:
-    disposition = (resp.headers.get("Content-Disposition") or "").lower()
-    if "attachment" in disposition or "filename" in disposition:
-        return False
-    return resp.headers.get_content_type() in ("text/html", "application/xhtml+xml")
-
-
 def _content_disposition_filename(value: str | None) -> str | None:
     """The file name of a ``Content-Disposition`` header (``filename*=`` preferred)."""
     if not value:

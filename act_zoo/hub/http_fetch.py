@@ -75,7 +75,6 @@ MAX_DOWNLOAD_ENV = "ACT_ZOO_MAX_DOWNLOAD_BYTES"
 RETRY_HTTP_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 # connection problems worth retrying (HTTPError, a URLError subclass, is handled before these)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     urllib.error.URLError,
