@@ -361,6 +361,17 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 RECIPE_PREFIX = "recipe:"  # --config recipe:NAME names a shipped recipe (act_zoo/recipes/NAME.yaml)
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds (an empty file is ``{}``); a clear error otherwise."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{path}: the config must be a mapping")
+    return dict(loaded)
+
+
 def load_config(pipeline: str, path: str | Path | None = None, overrides: Sequence[str] = ()) -> Any:
     """The config of ``pipeline``: official defaults, then the YAML file, then overrides.
 
@@ -374,13 +385,7 @@ def load_config(pipeline: str, path: str | Path | None = None, overrides: Sequen
 
         data = recipe_config(path[len(RECIPE_PREFIX):], pipeline=pipeline)
     elif path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"cannot read config {path}: {exc}") from exc
-        if not isinstance(loaded, Mapping):
-            raise ValueError(f"{path}: the config must be a mapping")
-        data = dict(loaded)
+        data = read_config_file(path)
     data = _deep_merge(data, parse_overrides(overrides))
     return from_dict(PIPELINES[pipeline], data)
 

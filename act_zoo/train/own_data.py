@@ -28,7 +28,15 @@ from typing import Any
 
 from torch import nn
 
-from .config import FinetuneConfig, _deep_merge, dump_config, from_dict, parse_overrides
+from .config import (
+    RECIPE_PREFIX,
+    FinetuneConfig,
+    _deep_merge,
+    dump_config,
+    from_dict,
+    parse_overrides,
+    read_config_file,
+)
 from .tasks.common import ENCODER_FIELDS, WEIGHT_ARCH_FIELDS, init_encoder
 from .tasks.files import FileSplits, build_file_splits
 
@@ -137,21 +145,13 @@ def _is_set(tree: Mapping[str, Any], dotted: str) -> bool:
 
 
 def _user_values(overrides: Sequence[str] | Mapping[str, Any], config: str | Path | None) -> dict[str, Any]:
-    import yaml
-
     base: dict[str, Any] = {}
-    if config is not None and str(config).startswith("recipe:"):
+    if config is not None and str(config).startswith(RECIPE_PREFIX):
         raise ValueError(f"--config {config}: a recipe is an official run on an official dataset (its own data and "
                          "architecture); with --data DIR the architecture comes from --init, so give changes with "
                          "--set KEY=VALUE or a YAML file of overrides")
     if config is not None:
-        try:
-            loaded = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"cannot read config {config}: {exc}") from exc
-        if not isinstance(loaded, Mapping):
-            raise ValueError(f"{config}: the config must be a mapping")
-        base = dict(loaded)
+        base = read_config_file(config)
     if isinstance(overrides, Mapping):
         over = dict(overrides)
     else:
