@@ -9,6 +9,7 @@ import logging
 import os
 
 from .config import PIPELINES, dump_config, load_config
+from .tasks.files import DEFAULT_VAL_SPLIT
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
                    "act_tiny.pretrain), run directory, hf-hub:org/repo or file; 'none' trains from scratch")
     g.add_argument("--epochs", type=int, metavar="E", help="run exactly E epochs (default: scaled to the data)")
     g.add_argument("--val-split", type=float, default=None, metavar="F",
-                   help="share of each class held out as the validation split (default 0.2; 0 needs --test-data)")
+                   help=f"share of each class held out as the validation split (default {DEFAULT_VAL_SPLIT}; 0 needs --test-data)")
     g.add_argument("--test-data", metavar="DIR2", help="a separate test set (same classes); must not share files with --data")
     g.add_argument("--skip-bad", action="store_true", help="train without unreadable files (listed in the summary)")
 
@@ -67,7 +68,7 @@ def run_finetune_data(args: argparse.Namespace) -> int:
     if main and not args.print_config:  # a run directory that would be refused, before the data is read
         check_run_directory(out, resume=args.resume, overwrite=bool(getattr(args, "overwrite", False)))
     plan = plan_finetune(args.data, args.init, out, epochs=args.epochs,
-                         val_split=0.2 if args.val_split is None else args.val_split, test_data=args.test_data,
+                         val_split=DEFAULT_VAL_SPLIT if args.val_split is None else args.val_split, test_data=args.test_data,
                          skip_bad=args.skip_bad, overrides=list(args.overrides), config=args.config,
                          progress=not quiet)
     if main and (quiet or args.print_config):
@@ -120,8 +121,8 @@ def _run_train(args: argparse.Namespace) -> int:
         if args.pipeline != "finetune":
             raise ValueError(f"--data is for `act-zoo train finetune`, not {args.pipeline}")
         return run_finetune_data(args)
-    if _own_data_flags(args):
-        raise ValueError(f"{', '.join(_own_data_flags(args))} only apply to `act-zoo train finetune --data DIR`")
+    if flags := _own_data_flags(args):
+        raise ValueError(f"{', '.join(flags)} only apply to `act-zoo train finetune --data DIR`")
     overrides = list(args.overrides)
     if getattr(args, "quiet", False):  # no progress bars (an explicit --set run.progress=... still wins)
         overrides.insert(0, "run.progress=false")

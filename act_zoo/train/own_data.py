@@ -38,7 +38,7 @@ from .config import (
     read_config_file,
 )
 from .tasks.common import ENCODER_FIELDS, WEIGHT_ARCH_FIELDS, init_encoder
-from .tasks.files import FileSplits, build_file_splits
+from .tasks.files import DEFAULT_VAL_SPLIT, FileSplits, build_file_splits
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def plan_finetune(
     out: str | Path,
     *,
     epochs: int | None = None,
-    val_split: float = 0.2,
+    val_split: float = DEFAULT_VAL_SPLIT,
     test_data: str | Path | None = None,
     skip_bad: bool = False,
     overrides: Sequence[str] | Mapping[str, Any] = (),
@@ -314,7 +314,7 @@ def finetune(
     out: str | Path,
     *,
     epochs: int | None = None,
-    val_split: float = 0.2,
+    val_split: float = DEFAULT_VAL_SPLIT,
     test_data: str | Path | None = None,
     skip_bad: bool = False,
     overrides: Sequence[str] | Mapping[str, Any] = (),
