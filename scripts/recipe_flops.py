@@ -104,65 +104,43 @@ def _stage2(cfg) -> tuple[float, float]:
     return _count(train), _count(evaluate)
 
 
+def _forward_model(model: torch.nn.Module, *inputs: torch.Tensor) -> tuple[float, float]:
+    """Train / evaluate counts of a model whose ``forward(*inputs)`` is its prediction (the
+    reference path: the official computation)."""
+    model.set_fast_path(False)
+
+    def train():
+        model.train()
+        model(*inputs).sum().backward()
+
+    def evaluate():
+        model.eval()
+        with torch.no_grad():
+            model(*inputs)
+
+    return _count(train), _count(evaluate)
+
+
 def _finetune(cfg) -> tuple[float, float]:
     from act_zoo.models import ACTClassifier
 
     model_cfg = cfg.model
     if hasattr(cfg, "way"):  # few-shot: a way-logit head
         model_cfg = dataclasses.replace(model_cfg, cls_dim=cfg.way)
-    model = ACTClassifier(dataclasses.replace(model_cfg, npoints=cfg.npoints))
-    model.set_fast_path(False)
-    x = _cloud(cfg.npoints)
-
-    def train():
-        model.train()
-        model(x).sum().backward()
-
-    def evaluate():
-        model.eval()
-        with torch.no_grad():
-            model(x)
-
-    return _count(train), _count(evaluate)
+    return _forward_model(ACTClassifier(dataclasses.replace(model_cfg, npoints=cfg.npoints)), _cloud(cfg.npoints))
 
 
 def _partseg(cfg) -> tuple[float, float]:
     from act_zoo.models import ACTPartSeg
 
     model = ACTPartSeg(dataclasses.replace(cfg.model, npoints=cfg.npoints))
-    model.set_fast_path(False)
-    x = _cloud(cfg.npoints)
-    cls = torch.tensor([0, 4])
-
-    def train():
-        model.train()
-        model(x, cls).sum().backward()
-
-    def evaluate():
-        model.eval()
-        with torch.no_grad():
-            model(x, cls)
-
-    return _count(train), _count(evaluate)
+    return _forward_model(model, _cloud(cfg.npoints), torch.tensor([0, 4]))
 
 
 def _semseg(cfg) -> tuple[float, float]:
     from act_zoo.models import ACTSemSeg
 
-    model = ACTSemSeg(dataclasses.replace(cfg.model, npoints=cfg.npoints))
-    model.set_fast_path(False)
-    x = _cloud(cfg.npoints)
-
-    def train():
-        model.train()
-        model(x).sum().backward()
-
-    def evaluate():
-        model.eval()
-        with torch.no_grad():
-            model(x)
-
-    return _count(train), _count(evaluate)
+    return _forward_model(ACTSemSeg(dataclasses.replace(cfg.model, npoints=cfg.npoints)), _cloud(cfg.npoints))
 
 
 COUNTERS = {"stage1": _stage1, "stage2": _stage2, "finetune": _finetune, "fewshot": _finetune, "partseg": _partseg,
