@@ -371,12 +371,13 @@ def write_report(results: list[dict[str, Any]], out: Path, arm_names: Sequence[s
     arms = [a for a in arm_names if a in table]
     metrics = list(next(iter(table.values())).keys()) if table else []
     vs_random, vs_scratch = comparisons(table, "act", "random_teacher"), comparisons(table, "act", "scratch")
+    stats = {(a, m): mean_sd(table[a][m]) for a in arms for m in metrics}
     rows = []
     for a in arms:
         for m in metrics:
             vals = table[a][m]
-            row = {"arm": a, "measure": metric_label(m), "key": m, "n_seeds": len(vals), "mean": round(float(np.mean(vals)), 2),
-                   "std": round(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, 2),
+            row = {"arm": a, "measure": metric_label(m), "key": m, "n_seeds": len(vals), "mean": round(stats[a, m][0], 2),
+                   "std": round(stats[a, m][1], 2),
                    "values": " ".join(f"{v:.2f}" for v in vals)}
             if a == "act":
                 for tag, comp in (("random_teacher", vs_random), ("scratch", vs_scratch)):
@@ -392,11 +393,7 @@ def write_report(results: list[dict[str, Any]], out: Path, arm_names: Sequence[s
     head = "| arm | " + " | ".join(metric_label(m) for m in metrics) + " |"
     lines = [head, "|" + "---|" * (len(metrics) + 1)]
     for a in arms:
-        cells = []
-        for m in metrics:
-            vals = table[a][m]
-            sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-            cells.append(f"{np.mean(vals):.1f} ± {sd:.1f}")
+        cells = [f"{stats[a, m][0]:.1f} ± {stats[a, m][1]:.1f}" for m in metrics]
         lines.append(f"| {ARMS[a].label} (n={len(next(iter(table[a].values())))}) | " + " | ".join(cells) + " |")
     for tag, comp in (("random teacher", vs_random), ("no pretraining", vs_scratch)):
         if comp:
@@ -407,11 +404,17 @@ def write_report(results: list[dict[str, Any]], out: Path, arm_names: Sequence[s
     (out / "results.md").write_text(md + "\n\n" + sentence + "\n", encoding="utf-8")
     (out / "conclusion.txt").write_text(sentence + "\n", encoding="utf-8")
     if arms:
-        bar_chart(table, arms, metrics, out / "results.png")
+        bar_chart(stats, arms, metrics, out / "results.png")
     return md + "\n\n" + sentence
 
 
-def bar_chart(table: dict[str, dict[str, list[float]]], arms: Sequence[str], metrics: Sequence[str], path: Path) -> None:
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof 1; 0 for one value) of a measure over seeds."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def bar_chart(stats: dict[tuple[str, str], tuple[float, float]], arms: Sequence[str], metrics: Sequence[str],
+              path: Path) -> None:
     """Grouped bars (mean) with ± std error bars, drawn on an Agg canvas (no display, no pyplot)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -422,8 +425,8 @@ def bar_chart(table: dict[str, dict[str, list[float]]], arms: Sequence[str], met
     width = 0.8 / len(arms)
     x = np.arange(len(metrics))
     for i, a in enumerate(arms):
-        means = [np.mean(table[a][m]) for m in metrics]
-        stds = [np.std(table[a][m], ddof=1) if len(table[a][m]) > 1 else 0.0 for m in metrics]
+        means = [stats[a, m][0] for m in metrics]
+        stds = [stats[a, m][1] for m in metrics]
         ax.bar(x + (i - (len(arms) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=ARMS[a].label)
     ax.set_xticks(x, [metric_label(m).replace(", ", "\n") for m in metrics], fontsize=8)
     ax.set_ylabel("accuracy on held-out classes (%)")
