@@ -45,7 +45,6 @@ from .cache import (
     OfflineError,
     atomic_write_bytes,
     download_entry,
-    drop_entry,
     is_offline,
     read_entry,
     sha256_file,
@@ -512,8 +511,3 @@ def download_url(
     entry = download_entry(url, subdir=subdir)
     return fetch_into(entry, name, url=url, source=url, sha256=sha256, expected_size=expected_size,
                       progress=progress, timeout=timeout, max_retries=max_retries)
-
-
-def drop_download(path: Path) -> None:
-    """Forget a cached download (its folder and record) so the next call fetches it again."""
-    drop_entry(Path(path).parent)

@@ -44,7 +44,6 @@ from .download import (
     parse_gdrive_id,
     parse_hf_spec,
 )
-from .http_fetch import drop_download
 from .io import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -54,7 +53,14 @@ from .io import (
     read_safetensors_metadata,
 )
 from .manifest import ManifestError, WeightsRecord, load_records, validate_record
-from .resolve import availability, converted_dir, read_weights, resolve_weights, store_converted  # noqa: F401
+from .resolve import (  # noqa: F401
+    _drop_unreadable,
+    availability,
+    converted_dir,
+    read_weights,
+    resolve_weights,
+    store_converted,
+)
 from .untrusted import bounded_meta_build, numel
 
 logger = logging.getLogger(__name__)
@@ -239,8 +245,8 @@ def _from_download(file: Path, *, strict: bool, config: Mapping[str, Any] | None
     try:
         read = _read_local(file)
     except ValueError as exc:
-        drop_download(file)
-        raise ValueError(f"{exc}\n(the cached copy {file} was removed; the next call downloads it again)") from exc
+        _drop_unreadable(file, exc)
+        raise
     return _build_local(read, strict=strict, config=config)
 
 
