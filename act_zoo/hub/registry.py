@@ -257,7 +257,7 @@ def _from_local(path: Path, *, strict: bool, config: Mapping[str, Any] | None) -
 
 
 def _read_local(path: Path) -> tuple[str, Any]:
-    """Read a local file, nothing built: ``("act_zoo", (spec, state, where))`` for act_zoo
+    """Read a local file, nothing built: ``("act_zoo", (spec, state, where, checked))`` for act_zoo
     safetensors, ``("official", (state dict, source))`` for anything else."""
     if path.suffix == ".safetensors" and "act_zoo_config" in read_safetensors_metadata(path):
         return "act_zoo", read_pretrained(path)
@@ -268,8 +268,9 @@ def _read_local(path: Path) -> tuple[str, Any]:
 def _build_local(read: tuple[str, Any], *, strict: bool, config: Mapping[str, Any] | None) -> nn.Module:
     kind, data = read
     if kind == "act_zoo":
-        spec, state, where = data
-        return build_pretrained(spec, state, where=where, source=where.split(" (")[0], strict=strict)
+        spec, state, where, checked = data
+        return build_pretrained(spec, state, where=where, source=where.split(" (")[0], strict=strict,
+                                checked=checked)
     sd, source = data
     if config is None:
         config = infer_official_config(sd, source=source)
