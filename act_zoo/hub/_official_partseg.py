@@ -27,7 +27,7 @@ Anything else raises :class:`~act_zoo.hub.convert.CheckpointMismatchError`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -88,6 +88,25 @@ def segmentation_config_from_official(cls: type, section: Mapping[str, Any], *, 
     return config_from_official(cls, section, defaults=defaults)
 
 
+def segmentation_loader(*, head: tuple[KeyRule, ...], pretrain_only: tuple[KeyRule, ...]) -> Callable[
+        [nn.Module, StateDict, LoadReport, bool], None]:
+    """The ``load`` of a segmentation model (part or semantic) for :func:`register_official`.
+
+    A stage-II checkpoint (``strip_pretrain_prefix`` found its prefix) may miss the ``head``
+    keys and carry the ``pretrain_only`` ones; a fine-tuned one is loaded strictly after the
+    ``'_cls'`` fallback (:func:`_cls_fallback`)."""
+
+    def load(model: nn.Module, sd: StateDict, report: LoadReport, strict: bool) -> None:
+        sd, from_pretrain = strip_pretrain_prefix(sd, report)
+        if from_pretrain:
+            load_with_rules(model, sd, report=report, may_be_missing=head,
+                            may_be_unexpected=pretrain_only, strict=strict)
+        else:
+            load_with_rules(model, _cls_fallback(model, sd, report), report=report, strict=strict)
+
+    return load
+
+
 def partseg_config_from_official(section: Mapping[str, Any]) -> PartSegConfig:
     """Official config section (``NAME`` plus any sizes) -> :class:`PartSegConfig`.
 
@@ -123,13 +142,7 @@ def _cls_fallback(model: nn.Module, sd: StateDict, report: LoadReport) -> StateD
     return out
 
 
-def _load_partseg(model: nn.Module, sd: StateDict, report: LoadReport, strict: bool) -> None:
-    sd, from_pretrain = strip_pretrain_prefix(sd, report)
-    if from_pretrain:
-        load_with_rules(model, sd, report=report, may_be_missing=PARTSEG_HEAD,
-                        may_be_unexpected=PARTSEG_PRETRAIN_ONLY, strict=strict)
-    else:
-        load_with_rules(model, _cls_fallback(model, sd, report), report=report, strict=strict)
+_load_partseg = segmentation_loader(head=PARTSEG_HEAD, pretrain_only=PARTSEG_PRETRAIN_ONLY)
 
 
 for _name in OFFICIAL_NAMES:

@@ -30,18 +30,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torch import nn
-
 from ..models.semseg import ACTSemSeg, SemSegConfig
-from ._official_partseg import _cls_fallback, segmentation_config_from_official
+from ._official_partseg import segmentation_config_from_official, segmentation_loader
 from .convert import (
     PRETRAIN_ONLY,
     KeyRule,
-    LoadReport,
-    StateDict,
-    load_with_rules,
     register_official,
-    strip_pretrain_prefix,
 )
 
 OFFICIAL_NAMES = ("SemanticSegmentation",)
@@ -78,13 +72,7 @@ def _build_semseg(section: Mapping[str, Any]) -> ACTSemSeg:
     return ACTSemSeg(semseg_config_from_official(section))
 
 
-def _load_semseg(model: nn.Module, sd: StateDict, report: LoadReport, strict: bool) -> None:
-    sd, from_pretrain = strip_pretrain_prefix(sd, report)
-    if from_pretrain:
-        load_with_rules(model, sd, report=report, may_be_missing=SEMSEG_HEAD,
-                        may_be_unexpected=SEMSEG_PRETRAIN_ONLY, strict=strict)
-    else:
-        load_with_rules(model, _cls_fallback(model, sd, report), report=report, strict=strict)
+_load_semseg = segmentation_loader(head=SEMSEG_HEAD, pretrain_only=SEMSEG_PRETRAIN_ONLY)
 
 
 for _name in OFFICIAL_NAMES:

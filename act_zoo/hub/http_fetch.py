@@ -45,7 +45,6 @@ from .cache import (
     OfflineError,
     atomic_write_bytes,
     download_entry,
-    drop_entry,
     is_offline,
     read_entry,
     sha256_file,
@@ -257,17 +256,18 @@ def _receive(
         raise DownloadError(f"unexpected HTTP status {status} for {url}")
     if expected_size is not None and total is not None and total != expected_size:
         raise DownloadError(f"{url} announces {total} bytes but expected_size={expected_size}")
+    ceiling = max_download_bytes() if expected_size is None else None  # the env var, read once
     if total is not None:
         limit, why = total, "the announced Content-Length"
     elif expected_size is not None:
         limit, why = expected_size, f"expected_size={expected_size}"
     else:
-        limit = max_download_bytes()
+        limit = ceiling
         why = (f"the ceiling for a body of unannounced size, {MAX_DOWNLOAD_ENV}={limit} (default "
                f"{DEFAULT_MAX_DOWNLOAD_BYTES // 1000**3} GB; raise it if the file really is larger)")
-    if total is not None and expected_size is None and total > max_download_bytes():
+    if total is not None and ceiling is not None and total > ceiling:
         raise DownloadError(
-            f"{url} announces {total} bytes, more than {MAX_DOWNLOAD_ENV}={max_download_bytes()}; "
+            f"{url} announces {total} bytes, more than {MAX_DOWNLOAD_ENV}={ceiling}; "
             "raise the ceiling if the file really is that large"
         )
     received = offset
@@ -512,8 +512,3 @@ def download_url(
     entry = download_entry(url, subdir=subdir)
     return fetch_into(entry, name, url=url, source=url, sha256=sha256, expected_size=expected_size,
                       progress=progress, timeout=timeout, max_retries=max_retries)
-
-
-def drop_download(path: Path) -> None:
-    """Forget a cached download (its folder and record) so the next call fetches it again."""
-    drop_entry(Path(path).parent)

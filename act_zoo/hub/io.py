@@ -186,9 +186,12 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], *, so
     return load_with_rules(model, dict(state), report=report, strict=strict)
 
 
-def read_pretrained(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
-    """``(spec, state, where)`` of a directory written by :func:`save_pretrained` or of a bare
-    act_zoo safetensors file whose metadata carries the config; nothing is built yet."""
+def read_pretrained(
+    path: str | os.PathLike,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], str, tuple[type, Any]]:
+    """``(spec, state, where, checked)`` of a directory written by :func:`save_pretrained` or of
+    a bare act_zoo safetensors file whose metadata carries the config; nothing is built yet.
+    ``checked`` is :func:`spec_to_config`'s ``(model class, config)``, for :func:`build_pretrained`."""
     path = Path(path)
     if path.is_dir():
         cfg_path, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
@@ -207,15 +210,16 @@ def read_pretrained(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
             raise ValueError(f"{path}: no act_zoo config in the safetensors metadata; pass config=...")
         where = f"{path} (metadata {_META_KEY!r})"
         spec = parse_json(meta[_META_KEY], where=where)
-    spec_to_config(spec, where=where)  # checked before anything is built
-    return spec, state, where
+    checked = spec_to_config(spec, where=where)  # checked before anything is built
+    return spec, state, where, checked
 
 
 def build_pretrained(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], *, where: str,
-                     source: str, strict: bool = True) -> nn.Module:
+                     source: str, strict: bool = True, checked: tuple[type, Any] | None = None) -> nn.Module:
     """Build ``spec``'s model and load ``state``: first on the meta device, bounded by what
-    ``state`` holds and checked key by key (shapes, dtypes), then for real. Eval mode."""
-    cls, config = spec_to_config(spec, where=where)
+    ``state`` holds and checked key by key (shapes, dtypes), then for real. Eval mode.
+    ``checked``: ``spec_to_config(spec, where=where)`` when the caller already has it."""
+    cls, config = checked if checked is not None else spec_to_config(spec, where=where)
     check_depths(config, tensors=len(state), where=where)
     meta = bounded_meta_build(lambda: cls(config), holds=numel(state), tensors=len(state), where=where)
     load_state_strict(meta, state, source=source, strict=strict)
@@ -233,8 +237,8 @@ def load_pretrained(path: str | os.PathLike, *, strict: bool = True) -> nn.Modul
     Every problem with the files (bad JSON, a config of the wrong shape or types, a config
     larger than its weights) is a ``ValueError`` naming the file; nothing is allocated before
     the config has been checked against the weights on the meta device."""
-    spec, state, where = read_pretrained(path)
-    return build_pretrained(spec, state, where=where, source=str(path), strict=strict)
+    spec, state, where, checked = read_pretrained(path)
+    return build_pretrained(spec, state, where=where, source=str(path), strict=strict, checked=checked)
 
 
 def push_to_hub(

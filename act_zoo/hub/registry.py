@@ -44,7 +44,6 @@ from .download import (
     parse_gdrive_id,
     parse_hf_spec,
 )
-from .http_fetch import drop_download
 from .io import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -54,7 +53,14 @@ from .io import (
     read_safetensors_metadata,
 )
 from .manifest import ManifestError, WeightsRecord, load_records, validate_record
-from .resolve import availability, converted_dir, read_weights, resolve_weights, store_converted  # noqa: F401
+from .resolve import (  # noqa: F401
+    _drop_unreadable,
+    availability,
+    converted_dir,
+    read_weights,
+    resolve_weights,
+    store_converted,
+)
 from .untrusted import bounded_meta_build, numel
 
 logger = logging.getLogger(__name__)
@@ -239,8 +245,8 @@ def _from_download(file: Path, *, strict: bool, config: Mapping[str, Any] | None
     try:
         read = _read_local(file)
     except ValueError as exc:
-        drop_download(file)
-        raise ValueError(f"{exc}\n(the cached copy {file} was removed; the next call downloads it again)") from exc
+        _drop_unreadable(file, exc)
+        raise
     return _build_local(read, strict=strict, config=config)
 
 
@@ -251,7 +257,7 @@ def _from_local(path: Path, *, strict: bool, config: Mapping[str, Any] | None) -
 
 
 def _read_local(path: Path) -> tuple[str, Any]:
-    """Read a local file, nothing built: ``("act_zoo", (spec, state, where))`` for act_zoo
+    """Read a local file, nothing built: ``("act_zoo", (spec, state, where, checked))`` for act_zoo
     safetensors, ``("official", (state dict, source))`` for anything else."""
     if path.suffix == ".safetensors" and "act_zoo_config" in read_safetensors_metadata(path):
         return "act_zoo", read_pretrained(path)
@@ -262,8 +268,9 @@ def _read_local(path: Path) -> tuple[str, Any]:
 def _build_local(read: tuple[str, Any], *, strict: bool, config: Mapping[str, Any] | None) -> nn.Module:
     kind, data = read
     if kind == "act_zoo":
-        spec, state, where = data
-        return build_pretrained(spec, state, where=where, source=where.split(" (")[0], strict=strict)
+        spec, state, where, checked = data
+        return build_pretrained(spec, state, where=where, source=where.split(" (")[0], strict=strict,
+                                checked=checked)
     sd, source = data
     if config is None:
         config = infer_official_config(sd, source=source)

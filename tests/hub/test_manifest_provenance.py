@@ -128,3 +128,26 @@ def test_a_record_round_trips_through_to_dict_with_or_without_provenance():
     del bare["provenance"]
     rec = validate_record(bare)
     assert rec.provenance is None and validate_record(rec.to_dict()).provenance is None
+
+
+def test_record_and_provenance_schema_messages_keep_their_wording():
+    """Both go through one schema check; each keeps its own wording."""
+    rec = json.loads(EMBEDDED.read_text())["weights"][0]
+    rec["provenance"] = _prov()
+    where = f"<record> record {rec['name']!r}"
+    cases = [
+        (lambda r: r.update(surprise=1), "unknown fields ['surprise']"),
+        (lambda r: r.pop("license"), "missing field 'license'"),
+        (lambda r: r.update(license=3), "field 'license' must be str, got int"),
+        (lambda r: r.update(num_params=True), "field 'num_params' must be (<class 'int'>,), got a bool"),
+        (lambda r: r["provenance"].update(surprise=1), "unknown provenance fields ['surprise']"),
+        (lambda r: r["provenance"].pop("teacher"), "provenance is missing 'teacher'"),
+        (lambda r: r["provenance"].update(teacher=3), "provenance 'teacher' must be str, got int"),
+        (lambda r: r["provenance"].update(seed=True), "provenance 'seed' must be int, got bool"),
+    ]
+    for change, message in cases:
+        bad = copy.deepcopy(rec)
+        change(bad)
+        with pytest.raises(ManifestError) as info:
+            validate_record(bad)
+        assert str(info.value) == f"{where}: {message}"
