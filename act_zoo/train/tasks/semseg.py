@@ -87,6 +87,8 @@ def evaluate_rooms(
             the argmax of the votes.
         npoints, block_size: points per chunk and block side (default: the model's config).
         seed: the padding/shuffle draws are keyed by ``(seed, pass, block)``.
+        device: where the model runs (the model is moved there, as :func:`act_zoo.segment`
+            does; default: the model's device).
 
     Returns:
         :class:`~act_zoo.train.metrics.SemSegScores` over all points of all rooms.
@@ -97,9 +99,9 @@ def evaluate_rooms(
     cfg = model.config
     npoints = npoints or cfg.npoints
     block_size = block_size or cfg.block_size
-    if device is None:
-        device = next(model.parameters()).device
-    device = torch.device(device)
+    if device is not None:
+        model = model.to(device)
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     meter = SemSegMeter(model.class_names)
