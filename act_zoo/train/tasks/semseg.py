@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..._inference import eval_mode, progress_bar
 from ...data.blocks import accumulate_scene
 from ...data.s3dis import S3DIS, S3DISRoom, read_room, split_rooms
 from ...models.semseg import ACTSemSeg, semseg_loss
@@ -74,7 +75,7 @@ def evaluate_rooms(
     padding: float = 0.001,
     seed: int = 0,
     device: torch.device | str | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> SemSegScores:
     """Official whole-room evaluation (``main_test.py``) of ``model``.
 
@@ -89,6 +90,7 @@ def evaluate_rooms(
         seed: the padding/shuffle draws are keyed by ``(seed, pass, block)``.
         device: where the model runs (the model is moved there, as :func:`act_zoo.segment`
             does; default: the model's device).
+        progress: a progress bar over the rooms (None: only on a terminal).
 
     Returns:
         :class:`~act_zoo.train.metrics.SemSegScores` over all points of all rooms.
@@ -102,15 +104,8 @@ def evaluate_rooms(
     if device is not None:
         model = model.to(device)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     meter = SemSegMeter(model.class_names)
-    bar = None
-    try:
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(paths), desc="rooms", unit="room", dynamic_ncols=True)
+    with eval_mode(model), progress_bar(len(paths), "rooms", progress, unit="room") as bar:
         for path in paths:
             room = read_room(path, num_classes=cfg.cls_dim)
             counts = accumulate_scene(room.xyz, _predictor(model, device), num_classes=cfg.cls_dim, npoints=npoints,
@@ -118,12 +113,7 @@ def evaluate_rooms(
                                       stride=stride, padding=padding, seed=seed)
             pred = counts.argmax(1)  # N, ties to the lower class like np.argmax
             meter.update(pred, torch.from_numpy(room.labels))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-        model.train(was_training)
+            bar.update(1)
     return meter.compute()
 
 
