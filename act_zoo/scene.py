@@ -36,7 +36,7 @@ from torch import nn
 
 from ._inference import eval_mode, progress_bar
 from ._s3dis import S3DIS_CLASSES, S3DIS_COLORS
-from .data.blocks import accumulate_scene, count_chunks
+from .data.blocks import accumulate_scene, count_chunks, model_predictor
 from .models.semseg import ACTSemSeg
 
 logger = logging.getLogger(__name__)
@@ -196,11 +196,7 @@ def segment(
         logger.info("%d duplicate points merged (%d unique)", len(xyz) - len(unique), len(unique))
     if device is not None:
         model = model.to(device)
-    run_on = next(model.parameters()).device
-
-    def predict(chunk: np.ndarray) -> torch.Tensor:
-        return model(torch.from_numpy(chunk).to(run_on))  # b n C
-
+    predict = model_predictor(model, next(model.parameters()).device)
     with eval_mode(model):
         # the chunks are counted (a pass over the blocks) only for a bar that is shown
         total = passes * count_chunks(unique, npoints=npoints, block_size=block_size, stride=stride) if progress else 0

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..._inference import eval_mode, progress_bar
-from ...data.blocks import accumulate_scene
+from ...data.blocks import accumulate_scene, model_predictor
 from ...data.s3dis import S3DIS, S3DISRoom, read_room, split_rooms
 from ...models.semseg import ACTSemSeg, semseg_loss
 from ..config import SemSegTrainConfig
@@ -52,13 +52,6 @@ def _room_paths(rooms: RoomsLike, test_area: int | None) -> list[Path]:
             raise FileNotFoundError(f"{path}: no such room file or folder")
         return [path]
     return [r.path if isinstance(r, S3DISRoom) else Path(r) for r in rooms]
-
-
-def _predictor(model: nn.Module, device: torch.device) -> Any:
-    def predict(points: np.ndarray) -> torch.Tensor:
-        return model(torch.from_numpy(points).to(device))  # b n C log-probabilities
-
-    return predict
 
 
 @torch.no_grad()
@@ -108,7 +101,7 @@ def evaluate_rooms(
     with eval_mode(model), progress_bar(len(paths), "rooms", progress, unit="room") as bar:
         for path in paths:
             room = read_room(path, num_classes=cfg.cls_dim)
-            counts = accumulate_scene(room.xyz, _predictor(model, device), num_classes=cfg.cls_dim, npoints=npoints,
+            counts = accumulate_scene(room.xyz, model_predictor(model, device), num_classes=cfg.cls_dim, npoints=npoints,
                                       batch_size=batch_size, mode="votes", passes=votes, block_size=block_size,
                                       stride=stride, padding=padding, seed=seed)
             pred = counts.argmax(1)  # N, ties to the lower class like np.argmax
