@@ -226,17 +226,13 @@ def _label_map(data_classes: list[str] | None, model_classes: list[str], known: 
 def _evaluate_rooms(model: ACTSemSeg, data: Any, dataset: str | None, root: Any, *, test_area: int,
                     votes: int | None, **kwargs: Any) -> Any:
     """Semantic segmentation: whole rooms in the S3DIS format (official main_test.py protocol)."""
-    import sys
-
     from .train.tasks.semseg import evaluate_s3dis
 
     if dataset not in (None, "s3dis") or (data is None) == (root is None) or (dataset == "s3dis") != (root is not None):
         raise ValueError("a semantic-segmentation model is evaluated on rooms in the S3DIS format: give data= (a room "
                          ".npy file or a folder of them) or dataset='s3dis' with root= (its test_area rooms)")
-    progress = kwargs.pop("progress")
     rooms, area = (data, None) if root is None else (root, test_area)
-    return evaluate_s3dis(model, rooms, test_area=area, votes=3 if votes is None else votes,
-                          progress=sys.stderr.isatty() if progress is None else bool(progress), **kwargs)
+    return evaluate_s3dis(model, rooms, test_area=area, votes=3 if votes is None else votes, **kwargs)
 
 
 @torch.no_grad()

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._inference import eval_mode, progress_bar
 from ._s3dis import S3DIS_CLASSES, S3DIS_COLORS
-from .data.blocks import accumulate_scene, count_chunks
+from .data.blocks import accumulate_scene, count_chunks, model_predictor
 from .models.semseg import ACTSemSeg
 
 logger = logging.getLogger(__name__)
@@ -195,27 +196,14 @@ def segment(
         logger.info("%d duplicate points merged (%d unique)", len(xyz) - len(unique), len(unique))
     if device is not None:
         model = model.to(device)
-    run_on = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-
-    def predict(chunk: np.ndarray) -> torch.Tensor:
-        return model(torch.from_numpy(chunk).to(run_on))  # b n C
-
-    bar = None
-    try:
-        if progress:
-            from tqdm import tqdm
-
-            total = passes * count_chunks(unique, npoints=npoints, block_size=block_size, stride=stride)
-            bar = tqdm(total=total, desc="segment", unit="chunk", dynamic_ncols=True)
-        mean = accumulate_scene(unique, predict, num_classes=cfg.cls_dim, npoints=npoints, batch_size=batch_size,
-                                mode="mean", passes=passes, block_size=block_size, stride=stride, seed=seed,
-                                progress=None if bar is None else bar.update)
-    finally:
-        if bar is not None:
-            bar.close()
-        model.train(was_training)
+    predict = model_predictor(model, next(model.parameters()).device)
+    with eval_mode(model):
+        # the chunks are counted (a pass over the blocks) only for a bar that is shown
+        total = passes * count_chunks(unique, npoints=npoints, block_size=block_size, stride=stride) if progress else 0
+        with progress_bar(total, "segment", bool(progress), unit="chunk") as bar:
+            mean = accumulate_scene(unique, predict, num_classes=cfg.cls_dim, npoints=npoints, batch_size=batch_size,
+                                    mode="mean", passes=passes, block_size=block_size, stride=stride, seed=seed,
+                                    progress=bar.update if progress else None)
     best, labels = mean.max(dim=1)  # ties to the lower class
     labels_np = labels.numpy().astype(np.int64)[inverse]
     confidence = best.exp().numpy()[inverse]

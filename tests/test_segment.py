@@ -91,6 +91,26 @@ def test_blocks_are_streamed_in_bounded_batches(model):
     assert (other.labels == r.labels).mean() > 0.999
 
 
+def test_progress_bar_counts_every_chunk_and_training_mode_comes_back(model, capsys):
+    from act_zoo.data.blocks import count_chunks
+    from act_zoo.scene import prepare_scene
+
+    xyz, _ = synthetic_room(8000, size=(2.5, 2.0, 2.5), seed=5)
+    quiet = segment(model, xyz, passes=2, npoints=1024, return_log_probs=True)
+    capsys.readouterr()
+    model.train()
+    try:
+        shown = segment(model, xyz, passes=2, npoints=1024, progress=True, return_log_probs=True)
+        assert model.training  # the caller's mode is restored
+    finally:
+        model.eval()
+    assert np.array_equal(shown.log_probs, quiet.log_probs)  # eval mode inside; the bar changes nothing
+    err = capsys.readouterr().err
+    unique = np.unique(prepare_scene(xyz.astype(np.float64)), axis=0)
+    total = 2 * count_chunks(unique, npoints=1024, block_size=TINY.block_size, stride=TINY.block_size / 2)
+    assert "segment" in err and f"{total}/{total}" in err and "chunk" in err
+
+
 def test_bad_inputs_are_clear_errors(model, tmp_path):
     with pytest.raises(ValueError, match="NaN or inf"):
         segment(model, np.array([[0.0, 0.0, np.nan]] * 10))

@@ -159,6 +159,15 @@ def iter_chunk_batches(
 Predict = Callable[[np.ndarray], "np.ndarray | torch.Tensor"]
 
 
+def model_predictor(model: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> Predict:
+    """The :data:`Predict` of a network: a chunk batch ``float32 [b, npoints, 3]`` as a tensor
+    on ``device`` -> ``model``'s output (``[b, npoints, C]`` log-probabilities)."""
+    def predict(points: np.ndarray) -> torch.Tensor:
+        return model(torch.from_numpy(points).to(device))  # b n C
+
+    return predict
+
+
 def accumulate_scene(
     xyz: np.ndarray,
     predict: Predict,
@@ -238,4 +247,4 @@ def _check_xyz(xyz: np.ndarray) -> None:
 
 
 __all__ = ["Block", "accumulate_scene", "block_chunks", "block_frame", "block_rng", "count_chunks", "grid_shape", "iter_chunk_batches",
-           "scene_blocks"]
+           "model_predictor", "scene_blocks"]

@@ -58,6 +58,7 @@ from ._common import (
     check_positive_int,
     load_npy,
 )
+from .blocks import block_frame
 from .errors import DatasetError
 
 __all__ = ["S3DIS", "S3DIS_CLASSES", "S3DISRoom", "check_s3dis", "label_histogram", "label_weights",
@@ -250,9 +251,7 @@ class S3DIS(PointDataset):
                                f"no {self.block_size} m window around a room point holds more than {self.min_points} "
                                f"points after {self.max_draws} draws (the room has {len(xyz)} points); lower min_points")
         pick = rng.choice(idx, self.npoints, replace=idx.size < self.npoints)
-        pts = xyz[pick].astype(np.float64)
-        pts[:, 0] -= center[0]
-        pts[:, 1] -= center[1]
+        pts = block_frame(xyz, pick, (center[0], center[1]))
         return {"points": self._to_tensor(pts), "seg": torch.from_numpy(labels[pick].astype(np.int64))}
 
 

@@ -126,6 +126,30 @@ def test_evaluate_rooms_is_the_official_whole_room_vote(rooms):
                        want.tp)
 
 
+
+def test_evaluate_rooms_moves_the_model_to_the_device_it_is_given(rooms):
+    """``device=`` moves the model too, not only its inputs (a CPU model with ``device="cuda"``
+    used to get cuda inputs); checked on the CPU with a spy on ``model.to``."""
+    torch.manual_seed(0)
+    model = ACTSemSeg(TINY).double().eval()
+    test = split_rooms(rooms, "test")[:1]
+    want = evaluate_rooms(model, [r.path for r in test], votes=1, npoints=128, seed=3)
+    moved_to, to = [], model.to
+
+    def spy(*args, **kwargs):
+        moved_to.append(args)
+        return to(*args, **kwargs)
+
+    model.to = spy
+    seen = []
+    model.register_forward_pre_hook(lambda m, inputs: seen.append(
+        (inputs[0].device, next(m.parameters()).device)))
+    got = evaluate_rooms(model, [r.path for r in test], votes=1, npoints=128, seed=3, device="cpu")
+    assert moved_to == [("cpu",)]
+    assert seen and all(x == p == torch.device("cpu") for x, p in seen)
+    assert torch.equal(got.tp, want.tp) and torch.equal(got.union, want.union)
+
+
 # ------------------------------------------------------------------------------ training pipeline
 def test_semseg_pipeline_end_to_end(rooms, tmp_path):
     out = tmp_path / "run"

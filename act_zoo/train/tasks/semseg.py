@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ...data.blocks import accumulate_scene
+from ..._inference import eval_mode, progress_bar
+from ...data.blocks import accumulate_scene, model_predictor
 from ...data.s3dis import S3DIS, S3DISRoom, read_room, split_rooms
 from ...models.semseg import ACTSemSeg, semseg_loss
 from ..config import SemSegTrainConfig
@@ -53,13 +54,6 @@ def _room_paths(rooms: RoomsLike, test_area: int | None) -> list[Path]:
     return [r.path if isinstance(r, S3DISRoom) else Path(r) for r in rooms]
 
 
-def _predictor(model: nn.Module, device: torch.device) -> Any:
-    def predict(points: np.ndarray) -> torch.Tensor:
-        return model(torch.from_numpy(points).to(device))  # b n C log-probabilities
-
-    return predict
-
-
 @torch.no_grad()
 def evaluate_rooms(
     model: ACTSemSeg,
@@ -74,7 +68,7 @@ def evaluate_rooms(
     padding: float = 0.001,
     seed: int = 0,
     device: torch.device | str | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> SemSegScores:
     """Official whole-room evaluation (``main_test.py``) of ``model``.
 
@@ -87,6 +81,9 @@ def evaluate_rooms(
             the argmax of the votes.
         npoints, block_size: points per chunk and block side (default: the model's config).
         seed: the padding/shuffle draws are keyed by ``(seed, pass, block)``.
+        device: where the model runs (the model is moved there, as :func:`act_zoo.segment`
+            does; default: the model's device).
+        progress: a progress bar over the rooms (None: only on a terminal).
 
     Returns:
         :class:`~act_zoo.train.metrics.SemSegScores` over all points of all rooms.
@@ -97,31 +94,19 @@ def evaluate_rooms(
     cfg = model.config
     npoints = npoints or cfg.npoints
     block_size = block_size or cfg.block_size
-    if device is None:
-        device = next(model.parameters()).device
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
+    if device is not None:
+        model = model.to(device)
+    device = next(model.parameters()).device
     meter = SemSegMeter(model.class_names)
-    bar = None
-    try:
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(paths), desc="rooms", unit="room", dynamic_ncols=True)
+    with eval_mode(model), progress_bar(len(paths), "rooms", progress, unit="room") as bar:
         for path in paths:
             room = read_room(path, num_classes=cfg.cls_dim)
-            counts = accumulate_scene(room.xyz, _predictor(model, device), num_classes=cfg.cls_dim, npoints=npoints,
+            counts = accumulate_scene(room.xyz, model_predictor(model, device), num_classes=cfg.cls_dim, npoints=npoints,
                                       batch_size=batch_size, mode="votes", passes=votes, block_size=block_size,
                                       stride=stride, padding=padding, seed=seed)
             pred = counts.argmax(1)  # N, ties to the lower class like np.argmax
             meter.update(pred, torch.from_numpy(room.labels))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-        model.train(was_training)
+            bar.update(1)
     return meter.compute()
 
 
