@@ -92,6 +92,15 @@ def _feature_batches(
     amp_dtype = autocast_dtype(amp)
     skipped: list[tuple[str, str]] = []
     skipped_at: list[int] = []
+
+    def drain() -> list[tuple[int, str]]:
+        """``(position, reason)`` of the inputs skipped since the last call (emptied in place:
+        prepared_batches keeps appending to these lists)."""
+        done = [(i, reason) for i, (_, reason) in zip(skipped_at, skipped)]
+        skipped.clear()
+        skipped_at.clear()
+        return done
+
     batches = prepared_batches(preparer, sources, names, batch_size=batch_size, skip_bad=skip_bad, skipped=skipped,
                                skipped_at=skipped_at, progress=progress, desc="extract", workers=workers,
                                positions=positions)
@@ -114,12 +123,9 @@ def _feature_batches(
             kept = [kept[j] for j in keep.tolist()]
             centers, scales = centers[keep], scales[keep]
         f.centers = f.centers.double() * scales.view(-1, 1, 1) + centers.unsqueeze(1)  # back in each input's frame
-        done = [(i, reason) for i, (_, reason) in zip(skipped_at, skipped)]
-        skipped.clear()
-        skipped_at.clear()
-        yield (f if kept else None), kept, done
+        yield (f if kept else None), kept, drain()
     if skipped:
-        yield None, [], [(i, reason) for i, (_, reason) in zip(skipped_at, skipped)]
+        yield None, [], drain()
 
 
 def _collect(batches: Iterator[tuple[PointFeatures | None, list[int], list[tuple[int, str]]]],

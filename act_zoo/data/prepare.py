@@ -178,7 +178,7 @@ class CloudPreparer:
         """Steps 3-4 for a cloud already read and validated (float64 ``[N, width]``)."""
         staged = self._stage(arr, name, input_eps)
         if staged.fps_xyz is not None:
-            staged.idx = resample_indices(staged.fps_xyz, self.num_points, "fps", None)
+            staged.idx = fps_indices(staged.fps_xyz[None], self.num_points)[0]
         return staged.finish()
 
     def prepare_many(
@@ -357,7 +357,7 @@ def normalize_cloud(xyz: np.ndarray, name: str, *, input_eps: float = 0.0) -> tu
     return centred, center, radius
 
 
-def resample_indices(xyz: np.ndarray, n: int, method: str, rng: np.random.Generator | None) -> np.ndarray | None:
+def resample_indices(xyz: np.ndarray, n: int, method: str, rng: np.random.Generator) -> np.ndarray | None:
     """Step 4: indices of ``n`` points of ``xyz [N, 3]`` (None: keep the cloud as it is, N == n).
 
     ``N > n``: ``"fps"`` (official kernel rule through :mod:`act_zoo.ops`, on ``xyz`` as
@@ -367,11 +367,9 @@ def resample_indices(xyz: np.ndarray, n: int, method: str, rng: np.random.Genera
     N = xyz.shape[0]
     if N == n:
         return None
-    if N < n or method == "random":
-        if rng is None:
-            raise ValueError("padding and random resampling need a generator (see item_generator)")
-        if N < n:
-            return np.concatenate([np.arange(N), rng.integers(0, N, size=n - N)])
+    if N < n:
+        return np.concatenate([np.arange(N), rng.integers(0, N, size=n - N)])
+    if method == "random":
         return rng.permutation(N)[:n]
     return fps_indices(xyz[None], n)[0]
 

@@ -62,6 +62,12 @@ _LOADED: dict[str, Mapping[str, Callable]] = {}
 _FAILED: dict[str, str] = {}  # backend name -> why it cannot load here
 _lock = threading.RLock()
 _override: str | None = None
+# dispatch's choices: (op, _override, raw ACT_ZOO_OPS (None under an override: it is not read
+# then), device type) -> implementation. The key holds everything the request is made of, so
+# set_backend/use_backend/the environment need not clear it; only successful choices are kept
+# (an error is raised again on every call). _LOADED/_FAILED only grow and a choice is stored after
+# the loads it depends on, so register_backend is the only thing that clears it.
+_DISPATCH: dict[tuple[str, str | None, str | None, str], Callable] = {}
 
 
 def register_backend(
@@ -88,7 +94,9 @@ def register_backend(
         raise ValueError(f"ops backend {name!r} is already registered")
     if devices is not None:
         devices = tuple(torch.device(d).type for d in devices)
-    _REGISTRY[name] = _Entry(loader, priority, devices, description)
+    with _lock:
+        _REGISTRY[name] = _Entry(loader, priority, devices, description)
+        _DISPATCH.clear()
 
 
 def available_backends() -> list[str]:
@@ -121,12 +129,17 @@ def use_backend(name: str) -> Iterator[None]:
         _override = previous
 
 
+def _requested(override: str | None, env: str | None) -> str:
+    """The backend name asked for by an override (if set) or else the ``ACT_ZOO_OPS`` value."""
+    if override is not None:
+        return override
+    env = (env or "").strip()
+    return _validate(env) if env else "auto"
+
+
 def requested_backend() -> str:
     """The backend name asked for (``auto`` unless set)."""
-    if _override is not None:
-        return _override
-    env = os.environ.get(ENV_VAR, "").strip()
-    return _validate(env) if env else "auto"
+    return _requested(_override, None if _override is not None else os.environ.get(ENV_VAR))
 
 
 def _try_load(name: str) -> Mapping[str, Callable] | None:
@@ -173,11 +186,24 @@ def _device_type(device: torch.device | str | None) -> str:
     return "cpu" if device is None else torch.device(device).type
 
 
+def _auto_candidates(device_type: str) -> list[str]:
+    """The backends ``auto`` tries for a device type, best first (``torch`` is the last resort)."""
+    candidates = [n for n, e in _REGISTRY.items() if n != "torch" and (e.devices is None or device_type in e.devices)]
+    return sorted(candidates, key=lambda n: (-_REGISTRY[n].priority, n))
+
+
+def _auto_name(device_type: str) -> str:
+    """The backend ``auto`` picks for a device type (:func:`_auto` without the why)."""
+    for name in _auto_candidates(device_type):
+        if _try_load(name) is not None:
+            return name
+    return "torch"
+
+
 def _auto(device_type: str) -> tuple[str, str]:
     """The backend ``auto`` picks for a device type, and why."""
     skipped = []
-    candidates = [n for n, e in _REGISTRY.items() if n != "torch" and (e.devices is None or device_type in e.devices)]
-    for name in sorted(candidates, key=lambda n: (-_REGISTRY[n].priority, n)):
+    for name in _auto_candidates(device_type):
         if _try_load(name) is not None:
             return name, f"auto: fastest exact backend available for {device_type}"
         skipped.append(f"{name}: {_FAILED[name]}")
@@ -201,12 +227,27 @@ def get_backend(device: torch.device | str | None = None) -> str:
     return resolve(device)[0]
 
 
+def _choose(op: str, override: str | None, env: str | None, device_type: str) -> Callable:
+    """``dispatch``'s choice for that request, without the ``why`` text of :func:`resolve`."""
+    name = _requested(override, env)
+    if name == "auto":
+        name = _auto_name(device_type)
+    fn = _load(name).get(op)
+    return fn if fn is not None else _load("torch")[op]
+
+
 def dispatch(op: str, device: torch.device) -> Callable:
     """The implementation of ``op`` for tensors on ``device`` (falls back to torch per op)."""
     if tracing() or device.type == "meta":
         return _load("torch")[op]
-    fn = _load(get_backend(device)).get(op)
-    return fn if fn is not None else _load("torch")[op]
+    override = _override  # read once: the key and the choice must describe the same request
+    # the environment only when no override hides it (os.environ.get of an unset name is slow)
+    key = (op, override, None if override is not None else os.environ.get(ENV_VAR), device.type)
+    fn = _DISPATCH.get(key)
+    if fn is None:
+        with _lock:  # register_backend clears under the lock: no stale choice is stored after it
+            fn = _DISPATCH[key] = _choose(*key)
+    return fn
 
 
 @dataclass(frozen=True)

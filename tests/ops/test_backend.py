@@ -18,6 +18,7 @@ def registry(monkeypatch):
     monkeypatch.setattr(_backend, "_LOADED", dict(_backend._LOADED))
     monkeypatch.setattr(_backend, "_FAILED", dict(_backend._FAILED))
     monkeypatch.setattr(_backend, "_override", None)
+    monkeypatch.setattr(_backend, "_DISPATCH", {})
     monkeypatch.delenv("ACT_ZOO_OPS", raising=False)
     return _backend
 
@@ -75,6 +76,29 @@ def test_registered_backend_is_used_and_falls_back_per_op(registry):
         ops.get_backend()
 
 
+def test_dispatch_follows_every_change_of_the_choice(registry, monkeypatch):
+    # dispatch remembers its choices: a new backend, ACT_ZOO_OPS and use_backend still change them
+    cpu = torch.device("cpu")
+    compiled = registry._load("compiled")["furthest_point_sample"]
+    torch_fps = registry._load("torch")["furthest_point_sample"]
+    assert registry.dispatch("furthest_point_sample", cpu) is compiled
+    fake = _zeros_fps([])
+    ops.register_backend("fake", lambda: {"furthest_point_sample": fake}, priority=100)
+    assert registry.dispatch("furthest_point_sample", cpu) is fake
+    assert registry.dispatch("knn", cpu) is registry._load("torch")["knn"]  # fake has no knn
+    monkeypatch.setenv("ACT_ZOO_OPS", "torch")
+    assert registry.dispatch("furthest_point_sample", cpu) is torch_fps
+    with ops.use_backend("compiled"):
+        assert registry.dispatch("furthest_point_sample", cpu) is compiled
+    assert registry.dispatch("furthest_point_sample", cpu) is torch_fps
+    monkeypatch.setenv("ACT_ZOO_OPS", "nonexistent")
+    for _ in range(2):
+        with pytest.raises(ValueError, match="unknown ops backend 'nonexistent'"):
+            registry.dispatch("furthest_point_sample", cpu)
+    monkeypatch.delenv("ACT_ZOO_OPS")
+    assert registry.dispatch("furthest_point_sample", cpu) is fake
+
+
 def test_auto_picks_per_device(registry):
     calls = []
     ops.register_backend("gpu_only", lambda: {"furthest_point_sample": _zeros_fps(calls)}, priority=100,
@@ -105,8 +129,9 @@ def test_unloadable_backend_falls_back_with_one_log_line(registry, caplog, exc, 
     assert len(lines) == 1 and lines[0].levelno == level and str(exc) in lines[0].getMessage()
     assert ops.unavailable_reason("broken") == str(exc)
     assert ops.unavailable_reason("compiled") is None
-    with ops.use_backend("broken"), pytest.raises(RuntimeError, match=f"'broken' was requested.*{exc}"):
-        ops.furthest_point_sample(torch.randn(1, 10, 3), 2)
+    for _ in range(2):  # on every call
+        with ops.use_backend("broken"), pytest.raises(RuntimeError, match=f"'broken' was requested.*{exc}"):
+            ops.furthest_point_sample(torch.randn(1, 10, 3), 2)
 
 
 def test_missing_numba_falls_back_to_torch_and_explicit_request_says_why(registry, monkeypatch, caplog):
