@@ -27,6 +27,15 @@ def _sq_dist(ax, ay, az, bx, by, bz):
 
 
 @triton.jit
+def _load_planes(p, stride, offs, mask):
+    """x, y, z at ``offs`` of a cloud stored as three planes ``stride`` apart (0 where masked)."""
+    x = tl.load(p + offs, mask=mask, other=0.0)
+    y = tl.load(p + stride + offs, mask=mask, other=0.0)
+    z = tl.load(p + 2 * stride + offs, mask=mask, other=0.0)
+    return x, y, z
+
+
+@triton.jit
 def fps_register_kernel(planes_ptr, out_ptr, N, n, SKIP: tl.constexpr, BLOCK: tl.constexpr):
     """One program per cloud; the whole cloud and its running minima live in registers.
 
@@ -116,9 +125,8 @@ def knn_kernel(ref_ptr, query_ptr, d2_ptr, idx_ptr, N, M, k,
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < M
     pq = query_ptr + b * 3 * M
-    qx = tl.load(pq + rows, mask=row_ok, other=0.0)[:, None]
-    qy = tl.load(pq + M + rows, mask=row_ok, other=0.0)[:, None]
-    qz = tl.load(pq + 2 * M + rows, mask=row_ok, other=0.0)[:, None]
+    qx, qy, qz = _load_planes(pq, M, rows, row_ok)
+    qx, qy, qz = qx[:, None], qy[:, None], qz[:, None]
     pr = ref_ptr + b * 3 * N
     lanes = tl.arange(0, BLOCK_N)
     kcols = tl.arange(0, K_PAD)
@@ -127,10 +135,8 @@ def knn_kernel(ref_ptr, query_ptr, d2_ptr, idx_ptr, N, M, k,
     for s in range(0, N, BLOCK_N):
         cols = s + lanes
         col_ok = cols < N
-        rx = tl.load(pr + cols, mask=col_ok, other=0.0)[None, :]
-        ry = tl.load(pr + N + cols, mask=col_ok, other=0.0)[None, :]
-        rz = tl.load(pr + 2 * N + cols, mask=col_ok, other=0.0)[None, :]
-        d2 = _sq_dist(qx, qy, qz, rx, ry, rz)  # BLOCK_M BLOCK_N
+        rx, ry, rz = _load_planes(pr, N, cols, col_ok)
+        d2 = _sq_dist(qx, qy, qz, rx[None, :], ry[None, :], rz[None, :])  # BLOCK_M BLOCK_N
         key = (d2.to(tl.int32, bitcast=True).to(tl.int64) << 32) | cols.to(tl.int64)[None, :]
         key = tl.where(col_ok[None, :], key, INT64_MAX)
         low = tl.min(key, axis=1)  # BLOCK_M
@@ -161,9 +167,8 @@ def nearest_kernel(a_ptr, b_ptr, out_ptr, R, C, BLOCK_R: tl.constexpr, BLOCK_C: 
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
     pa = a_ptr + bb * 3 * R
-    ax = tl.load(pa + rows, mask=row_ok, other=0.0)[:, None]
-    ay = tl.load(pa + R + rows, mask=row_ok, other=0.0)[:, None]
-    az = tl.load(pa + 2 * R + rows, mask=row_ok, other=0.0)[:, None]
+    ax, ay, az = _load_planes(pa, R, rows, row_ok)
+    ax, ay, az = ax[:, None], ay[:, None], az[:, None]
     pb = b_ptr + bb * 3 * C
     lanes = tl.arange(0, BLOCK_C)
     best = tl.full([BLOCK_R], float("inf"), tl.float32)
@@ -171,10 +176,8 @@ def nearest_kernel(a_ptr, b_ptr, out_ptr, R, C, BLOCK_R: tl.constexpr, BLOCK_C: 
     for s in range(0, C, BLOCK_C):
         cols = s + lanes
         col_ok = cols < C
-        bx = tl.load(pb + cols, mask=col_ok, other=0.0)[None, :]
-        by = tl.load(pb + C + cols, mask=col_ok, other=0.0)[None, :]
-        bz = tl.load(pb + 2 * C + cols, mask=col_ok, other=0.0)[None, :]
-        d2 = _sq_dist(ax, ay, az, bx, by, bz)  # BLOCK_R BLOCK_C
+        bx, by, bz = _load_planes(pb, C, cols, col_ok)
+        d2 = _sq_dist(ax, ay, az, bx[None, :], by[None, :], bz[None, :])  # BLOCK_R BLOCK_C
         d2 = tl.where(col_ok[None, :], d2, float("inf"))
         low, arg = tl.min(d2, axis=1, return_indices=True, return_indices_tie_break_left=True)
         take = low < best  # strict: an earlier tile keeps ties
