@@ -194,8 +194,11 @@ class FeatureStore:
         if not (self.work / MANIFEST).is_file():
             raise ValueError(f"{self.work}: exists but holds no {MANIFEST}: not an interrupted extraction; remove it")
         parts = len(self._parts())
-        logger.warning("discarding the %d part(s) an earlier, unfinished run left in %s (resume would continue it)",
-                       parts, self.work)
+        if parts:
+            logger.warning("discarding the %d part(s) an earlier, unfinished run left in %s (resume would continue "
+                           "it)", parts, self.work)
+        else:  # a run that stopped before its first row (e.g. on an unreadable file): nothing is lost
+            logger.info("removing %s, left without any rows by an earlier run", self.work)
         shutil.rmtree(self.work)
 
     def _parts(self) -> list[tuple[int, Path]]:

@@ -250,3 +250,21 @@ def test_one_run_at_a_time_writes_an_output(model, folder, tmp_path):
     assert not lock.exists()
     summary = extract_to(model, folder, out=out, progress=False, workers=0)
     assert out.is_file() and len(summary.files) == 17 and not lock.exists()
+
+
+def test_a_run_that_stopped_before_its_first_row_is_replaced_without_a_warning(folder, tmp_path, caplog):
+    """An unreadable first file ends a run with an empty OUT.partial; the next run replaces it
+    quietly instead of warning that it discards "0 part(s)"."""
+    from act_zoo.data import DatasetError
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "half.xyz").write_text("1 2 3\n4 5\n")
+    out = tmp_path / "b.npz"
+    with pytest.raises(DatasetError, match="half.xyz"):
+        extract_to("act_tiny.pretrain", bad, out)
+    assert (tmp_path / "b.npz.partial").is_dir()  # kept: an interrupted run can be resumed
+    with caplog.at_level("INFO", logger="act_zoo"):
+        with pytest.raises(DatasetError, match="half.xyz"):
+            extract_to("act_tiny.pretrain", bad, out)
+    assert "discarding" not in caplog.text and "left without any rows" in caplog.text
